@@ -1,0 +1,63 @@
+"""The staff and user roles and the model permissions each one holds.
+
+Roles are Django groups. Migration ``0002_roles`` creates them; ``sync_role_permissions``
+(run after every ``migrate``) gives each exactly the permissions listed here, so adding a
+model in a later app means adding its permissions to this table and nothing else.
+Entries are ``"app_label.codename"``; ``"app_label.*"`` means every permission of the app.
+Permissions of apps not installed yet are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ADMIN = "admin"
+COMPLIANCE = "compliance"
+SUPPORT = "support"
+ACCOUNTANT = "accountant"
+MARKET_OPERATOR = "market-operator"
+TRADER = "trader"
+
+ROLES: tuple[str, ...] = (ADMIN, COMPLIANCE, SUPPORT, ACCOUNTANT, MARKET_OPERATOR, TRADER)
+
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # Runs the platform's people side: users and their roles. Not a superuser: money is
+    # moved only by the accountant's adjustment action, never by editing rows.
+    ADMIN: (
+        "accounts.view_user",
+        "accounts.add_user",
+        "accounts.change_user",
+        "auth.view_group",
+        "auth.change_group",
+        "auth.view_permission",
+        "admin.view_logentry",
+    ),
+    # Reviews identities and suspicious activity: reads users and the staff log.
+    COMPLIANCE: ("accounts.view_user", "admin.view_logentry"),
+    # Helps users: reads their account details.
+    SUPPORT: ("accounts.view_user",),
+    # Books adjustments and reconciles: reads users (wallet permissions join later).
+    ACCOUNTANT: ("accounts.view_user",),
+    # Operates markets (halting, resuming); market permissions join with the markets.
+    MARKET_OPERATOR: (),
+    # A platform user: acts only through the API, on their own data; no admin access.
+    TRADER: (),
+}
+
+
+def _expand(entries: tuple[str, ...], permission_model: Any) -> list[Any]:
+    perms = []
+    for entry in entries:
+        app_label, codename = entry.split(".", 1)
+        qs = permission_model.objects.filter(content_type__app_label=app_label)
+        if codename != "*":
+            qs = qs.filter(codename=codename)
+        perms.extend(qs)
+    return perms
+
+
+def sync_role_permissions(group_model: Any, permission_model: Any) -> None:
+    """Make every role group hold exactly the permissions in ``ROLE_PERMISSIONS``."""
+    for role, entries in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        group.permissions.set(_expand(entries, permission_model))

@@ -1,0 +1,148 @@
+"""Account writes: registration, profile, passwords, logins and token revocation."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.contrib.auth import authenticate, password_validation
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import User, normalize_email
+from accounts.roles import TRADER
+from kootabase.errors import Conflict, RateLimited, ServiceError
+
+
+def _password_error(exc: DjangoValidationError) -> ServiceError:
+    messages = list(exc.messages)
+    return ServiceError(
+        "weak_password",
+        " ".join(messages),
+        details={
+            "password": [
+                {"code": e.code or "weak_password", "message": m}
+                for e, m in zip(exc.error_list, messages, strict=False)
+            ]
+        },
+    )
+
+
+@transaction.atomic
+def user_register(*, email: str, password: str, name: str = "", phone_number: str = "") -> User:
+    """Create a trader account. Raises ``email_taken`` or ``weak_password``; creates nothing then."""
+    email = normalize_email(email)
+    if User.objects.filter(email=email).exists():
+        raise Conflict("email_taken", "An account with this email already exists.")
+    candidate = User(email=email, name=name, phone_number=phone_number)
+    try:
+        password_validation.validate_password(password, user=candidate)
+    except DjangoValidationError as exc:
+        raise _password_error(exc) from exc
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password, name=name, phone_number=phone_number)
+    except IntegrityError as exc:  # a concurrent registration with the same email won
+        raise Conflict("email_taken", "An account with this email already exists.") from exc
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get(name=TRADER))
+    return user
+
+
+def user_update(*, user: User, name: str | None = None, phone_number: str | None = None) -> User:
+    fields = []
+    if name is not None:
+        user.name = name
+        fields.append("name")
+    if phone_number is not None:
+        user.phone_number = phone_number
+        fields.append("phone_number")
+    if fields:
+        user.save(update_fields=[*fields, "updated_at"])
+    return user
+
+
+@transaction.atomic
+def user_change_password(*, user: User, old_password: str, new_password: str) -> User:
+    """Change the password and revoke every refresh token the user holds."""
+    if not user.check_password(old_password):
+        raise ServiceError("wrong_password", "The current password is not correct.")
+    try:
+        password_validation.validate_password(new_password, user=user)
+    except DjangoValidationError as exc:
+        raise _password_error(exc) from exc
+    user.set_password(new_password)
+    user.save(update_fields=["password", "updated_at"])
+    tokens_revoke_all(user=user)
+    return user
+
+
+def tokens_revoke_all(*, user: User) -> int:
+    """Blacklist every outstanding refresh token of ``user``; returns how many."""
+    outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    revoked = [BlacklistedToken(token=token) for token in outstanding]
+    BlacklistedToken.objects.bulk_create(revoked, ignore_conflicts=True)
+    return len(revoked)
+
+
+def tokens_issue(*, user: User) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user)
+    return {"refresh": str(refresh), "access": str(refresh.access_token)}
+
+
+# --- Logins ---------------------------------------------------------------------------
+
+
+def client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _email_failure_key(email: str) -> str:
+    digest = hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
+    return f"login-failures:email:{digest}"
+
+
+def _failure_keys(email: str, ip: str) -> list[str]:
+    return [_email_failure_key(email), f"login-failures:ip:{ip}"]
+
+
+def _check_not_locked(email: str, ip: str) -> None:
+    counts = cache.get_many(_failure_keys(email, ip))
+    if any(count >= settings.LOGIN_FAILURE_LIMIT for count in counts.values()):
+        raise RateLimited(
+            "too_many_login_attempts",
+            "Too many failed logins. Try again later.",
+            retry_after=settings.LOGIN_FAILURE_WINDOW,
+        )
+
+
+def _record_failure(email: str, ip: str) -> None:
+    for key in _failure_keys(email, ip):
+        if cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW):
+            continue
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW)
+
+
+def user_authenticate(*, request: HttpRequest, email: str, password: str) -> User:
+    """Check credentials, counting failures per email and per IP.
+
+    After ``LOGIN_FAILURE_LIMIT`` failures within ``LOGIN_FAILURE_WINDOW`` seconds every
+    attempt for that email or from that IP is refused with 429 until the window passes,
+    even with the right password.
+    """
+    ip = client_ip(request)
+    _check_not_locked(email, ip)
+    user = authenticate(request, username=normalize_email(email), password=password)
+    if user is None:
+        _record_failure(email, ip)
+        raise ServiceError("invalid_credentials", "The email or password is not correct.", status=401)
+    cache.delete(_email_failure_key(email))
+    return user

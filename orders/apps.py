@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class OrdersConfig(AppConfig):
+    """Markets, order placement, the matcher process and settlement."""
+
+    name = "orders"
+    verbose_name = "Orders and markets"

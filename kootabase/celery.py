@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kootabase.settings")
 
@@ -33,7 +33,9 @@ BEAT_SCHEDULE = {
 }
 
 app.conf.update(
-    task_queues=[Queue(name) for name in QUEUES],
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+    task_default_exchange="default",
+    task_default_routing_key="default",
     task_default_queue="default",
     task_routes=TASK_ROUTES,
     beat_schedule=BEAT_SCHEDULE,

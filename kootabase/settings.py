@@ -27,6 +27,12 @@ if DJANGO_ENV not in {"development", "test", "production"}:
     raise environ.ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 
+if PRODUCTION:
+    # Production never falls back to an embedded backend by accident.
+    _missing = [name for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL") if not env.str(name, default="")]
+    if _missing:
+        raise environ.ImproperlyConfigured(f"Production needs {', '.join(_missing)} in the environment")
+
 VAR_DIR = Path(env.str("KOOTABASE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,67 @@
+"""Tasks travel through a real broker to a real worker, and only after commit."""
+
+import socket
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.cache import cache
+from django.db import transaction
+
+from kootabase.celery import QUEUES
+from kootabase.celery import app as celery_app
+from kootabase.events import enqueue_after_commit
+from kootabase.tasks import HEARTBEAT_KEY, heartbeat
+
+
+@pytest.mark.parametrize(
+    ("task_name", "queue"),
+    [
+        ("orders.tasks.anything", "orders"),
+        ("matching.tasks.anything", "matching"),
+        ("blockchain.tasks.anything", "blockchain"),
+        ("kootabase.tasks.heartbeat", "default"),
+        ("wallets.tasks.anything", "default"),
+    ],
+)
+def test_tasks_route_to_their_queue_only(task_name, queue):
+    route = celery_app.amqp.router.route({}, task_name)
+    assert route["queue"].name == queue
+    assert route["queue"].routing_key == queue
+    bound = [q.name for q in celery_app.conf.task_queues if q.routing_key == route["queue"].routing_key]
+    assert bound == [queue]
+    assert set(QUEUES) == {q.name for q in celery_app.conf.task_queues}
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_reaches_a_real_worker_only_after_commit():
+    key = HEARTBEAT_KEY.format(hostname=socket.gethostname())
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=10):
+        with transaction.atomic():
+            enqueue_after_commit(heartbeat)
+            time.sleep(0.3)
+            assert cache.get(key) is None  # not sent before commit
+        assert _wait_for(lambda: cache.get(key) is not None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_work_sends_nothing():
+    key = HEARTBEAT_KEY.format(hostname=socket.gethostname())
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=10):
+        try:
+            with transaction.atomic():
+                enqueue_after_commit(heartbeat)
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        time.sleep(0.5)
+        assert cache.get(key) is None

@@ -161,12 +161,13 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
 CELERY_EMBEDDED_BROKER_DIR = VAR_DIR / "celery"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (CELERY_EMBEDDED_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_EMBEDDED_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_EMBEDDED_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_EMBEDDED_BROKER_DIR / "processed"),
+        "control_folder": str(CELERY_EMBEDDED_BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": 0.2,
     }

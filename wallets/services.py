@@ -1,0 +1,690 @@
+"""Wallet and ledger writes: the only code in the platform that moves money.
+
+Everything goes through ``ledger_post_batch`` (``ledger_post`` is a batch of one): it
+validates the legs, inserts the journal entries (an idempotency key that was already
+used returns the stored entry and moves nothing), locks every affected balance row in
+ascending account id order, refuses a result that would leave a user balance negative,
+then writes the legs and the new balances in the same transaction. ``funds_hold``,
+``funds_release``, ``funds_settle``, ``transfer_create`` and ``adjustment_post`` build
+their legs and call it. ``ledger_audit_run`` proves the invariants. See docs/ledger.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Context, Decimal, localcontext
+from typing import Any, Literal, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db.models import Case, Value, When
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.selectors import user_get_by_email
+from kootabase.errors import Conflict, ServiceError
+from wallets.locks import ledger_accounts_lock, retry_on_deadlock
+from wallets.models import (
+    AMOUNT_LIMIT,
+    MONEY,
+    AccountKind,
+    Adjustment,
+    AuditRun,
+    Currency,
+    EntryKind,
+    JournalEntry,
+    LedgerAccount,
+    LedgerLeg,
+    MoneyField,
+    Transfer,
+)
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=models.Model)
+
+#: (user id or None for the platform, currency id, account kind)
+AccountKey = tuple[int | None, int, str]
+CurrencyPurpose = Literal["deposits", "withdrawals", "trading", "transfers"]
+
+_ROUNDING_FREE = Context(prec=60)  # for checks that compare a value with its rounding
+_MONEY_FIELD = MoneyField()
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One line of a journal entry: ``amount`` (signed) added to ``account``'s balance."""
+
+    account: LedgerAccount
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One journal entry to post: legs that sum to zero per currency."""
+
+    kind: str
+    legs: Sequence[Leg]
+    reference: str = ""
+    idempotency_key: str | None = None
+
+
+# --- Input checks shared by every money path ------------------------------------------
+
+
+def currency_get_enabled(*, code: str, purpose: CurrencyPurpose | None = None) -> Currency:
+    """The active currency ``code``, enabled for ``purpose``; ``unknown_currency`` or
+    ``currency_disabled`` otherwise."""
+    currency = Currency.objects.filter(code=str(code).strip().upper()).first()
+    if currency is None:
+        raise ServiceError("unknown_currency", f"Unknown currency {code!r}.", details={"currency": str(code)})
+    if not currency.is_active or (purpose is not None and not getattr(currency, f"{purpose}_enabled")):
+        what = f"{purpose} are" if purpose else "it is"
+        raise ServiceError(
+            "currency_disabled",
+            f"{currency.code} is disabled: {what} not possible now.",
+            details={"currency": currency.code, "purpose": purpose or "any"},
+        )
+    return currency
+
+
+def amount_validate(*, amount: Decimal, currency: Currency) -> Decimal:
+    """``amount`` if it is a finite positive number within ``currency``'s precision and
+    the ledger's range; otherwise ``amount_invalid``, ``amount_not_positive``,
+    ``amount_precision`` or ``amount_out_of_range``."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ServiceError("amount_invalid", "The amount is not a number.")
+    if amount <= 0:
+        raise ServiceError("amount_not_positive", "The amount must be greater than zero.")
+    if amount >= AMOUNT_LIMIT:
+        raise ServiceError("amount_out_of_range", f"The amount must be less than {AMOUNT_LIMIT:f}.")
+    if amount != amount.quantize(Decimal(1).scaleb(-currency.precision), context=_ROUNDING_FREE):
+        raise ServiceError(
+            "amount_precision",
+            f"{currency.code} amounts have at most {currency.precision} decimal places.",
+            details={"currency": currency.code, "precision": currency.precision},
+        )
+    return amount
+
+
+# --- Ledger accounts ------------------------------------------------------------------
+
+
+def _accounts_fetch(keys: set[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+    if not keys:
+        return {}
+    found = LedgerAccount.objects.select_related("currency").filter(
+        owner_key__in={user_id or 0 for user_id, _, _ in keys},
+        currency_id__in={currency_id for _, currency_id, _ in keys},
+        kind__in={kind for _, _, kind in keys},
+    )
+    by_key = {(a.user_id, a.currency_id, a.kind): a for a in found}
+    return {key: by_key[key] for key in keys if key in by_key}
+
+
+def ledger_accounts_ensure(*, keys: Iterable[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+    """The ledger accounts for ``keys`` (user id or None, currency id, kind), created on
+    demand, with their currency loaded. At most three queries for any number of keys."""
+    wanted = set(keys)
+    for user_id, _, kind in wanted:
+        if (user_id is None) != (kind not in (AccountKind.AVAILABLE, AccountKind.LOCKED)):
+            raise ValueError(f"account kind {kind!r} does not fit owner {user_id!r}")
+    found = _accounts_fetch(wanted)
+    missing = wanted - found.keys()
+    if missing:
+        LedgerAccount.objects.bulk_create(
+            [LedgerAccount(user_id=u, currency_id=c, kind=k) for u, c, k in sorted(missing, key=str)],
+            ignore_conflicts=True,
+        )
+        found |= _accounts_fetch(missing)
+        if missing - found.keys():
+            raise RuntimeError(f"could not create ledger accounts {sorted(missing - found.keys(), key=str)}")
+    return found
+
+
+def _user_account(user: User, currency: Currency, kind: str) -> LedgerAccount:
+    return ledger_accounts_ensure(keys=[(user.pk, currency.pk, kind)])[(user.pk, currency.pk, kind)]
+
+
+def system_account(*, currency: Currency, kind: str) -> LedgerAccount:
+    """The platform's ``external``, ``fees`` or ``adjustment`` account for ``currency``."""
+    return ledger_accounts_ensure(keys=[(None, currency.pk, kind)])[(None, currency.pk, kind)]
+
+
+# --- Posting --------------------------------------------------------------------------
+
+
+def _currencies_of(postings: Sequence[Posting]) -> dict[int, Currency]:
+    currencies: dict[int, Currency] = {}
+    missing: set[int] = set()
+    for posting in postings:
+        for leg in posting.legs:
+            account = leg.account
+            if LedgerAccount.currency.is_cached(account):
+                currencies[account.currency_id] = account.currency
+            else:
+                missing.add(account.currency_id)
+    missing -= currencies.keys()
+    if missing:
+        currencies |= Currency.objects.in_bulk(missing)
+    return currencies
+
+
+def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
+    """Check every posting before touching the database; returns the currencies by id."""
+    currencies = _currencies_of(postings)
+    keys = [p.idempotency_key for p in postings if p.idempotency_key]
+    if len(keys) != len(set(keys)):
+        raise ValueError("the same idempotency key appears twice in one batch")
+    with localcontext(MONEY):
+        for posting in postings:
+            if posting.kind not in EntryKind.values:
+                raise ValueError(f"unknown entry kind {posting.kind!r}")
+            if len(posting.legs) < 2:
+                raise ValueError("a journal entry needs at least two legs")
+            totals: dict[int, Decimal] = defaultdict(Decimal)
+            for leg in posting.legs:
+                if leg.account.pk is None:
+                    raise ValueError("legs must refer to saved ledger accounts")
+                amount, currency = leg.amount, currencies[leg.account.currency_id]
+                if not isinstance(amount, Decimal) or not amount.is_finite():
+                    raise ServiceError("amount_invalid", "The amount is not a number.")
+                if not amount:
+                    raise ValueError("a leg cannot be zero")
+                if not currency.is_active:
+                    raise ServiceError(
+                        "currency_disabled", f"{currency.code} is disabled.", details={"currency": currency.code}
+                    )
+                amount_validate(amount=amount.copy_abs(), currency=currency)
+                totals[currency.pk] += amount
+            unbalanced = {currencies[c].code: str(t) for c, t in totals.items() if t}
+            if unbalanced:
+                raise ValueError(f"legs do not sum to zero per currency: {unbalanced}")
+    return currencies
+
+
+def _entries_insert(entries: list[JournalEntry]) -> None:
+    if connections[DEFAULT_DB_ALIAS].features.can_return_rows_from_bulk_insert:
+        JournalEntry.objects.bulk_create(entries)
+    else:  # MySQL (not MariaDB) cannot return the ids of a multi-row insert
+        for entry in entries:
+            entry.save(force_insert=True)
+
+
+def _replayed_entries(postings: Sequence[Posting], entries: list[JournalEntry]) -> dict[int, JournalEntry]:
+    """Insert the entries; for keys stored before (or by a concurrent transaction that
+    won the race) return the stored entries by posting index instead."""
+    keyed = {p.idempotency_key: i for i, p in enumerate(postings) if p.idempotency_key}
+    if not keyed:
+        _entries_insert(entries)
+        return {}
+    replayed: dict[int, JournalEntry] = {}
+    for _ in range(3):
+        pending = [e for i, e in enumerate(entries) if i not in replayed]
+        try:
+            with transaction.atomic():
+                _entries_insert(pending)
+            return replayed
+        except IntegrityError:
+            stored = JournalEntry.objects.filter(idempotency_key__in=list(keyed)).in_bulk(field_name="idempotency_key")
+            if not stored.keys() - {entries[i].idempotency_key for i in replayed}:
+                raise
+            replayed = {keyed[key]: entry for key, entry in stored.items()}
+            for entry in pending:  # the failed insert may have left ids on them
+                entry.pk = None
+    raise Conflict("idempotency_conflict", "Concurrent requests with the same keys; try again.")
+
+
+def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry]) -> None:
+    if not replayed:
+        return
+    stored_legs: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
+    for entry_id, account_id, amount in LedgerLeg.objects.filter(
+        entry_id__in=[e.pk for e in replayed.values()]
+    ).values_list("entry_id", "account_id", "amount"):
+        stored_legs[entry_id].append((account_id, amount))
+    for index, entry in replayed.items():
+        posting = postings[index]
+        asked = sorted((leg.account.pk, leg.amount) for leg in posting.legs)
+        if (entry.kind, entry.reference, sorted(stored_legs[entry.pk])) != (posting.kind, posting.reference, asked):
+            raise Conflict(
+                "idempotency_conflict",
+                "This idempotency key was already used for a different request.",
+                details={"idempotency_key": entry.idempotency_key},
+            )
+
+
+def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
+    """Lock the balance rows, check, write the legs and the balances."""
+    account_ids = {leg.account.pk for posting in postings for leg in posting.legs}
+    rows = ledger_accounts_lock(account_ids=account_ids).values_list("pk", "balance", "user_id")
+    locked = {pk: (balance, user_id) for pk, balance, user_id in rows}
+    if locked.keys() != account_ids:
+        raise ValueError(f"unknown ledger accounts {sorted(account_ids - locked.keys())}")
+    balances = {pk: balance for pk, (balance, _) in locked.items()}
+    legs: list[LedgerLeg] = []
+    with localcontext(MONEY):
+        for index, (posting, entry) in enumerate(zip(postings, entries, strict=True)):
+            for leg in posting.legs:
+                pk = leg.account.pk
+                balances[pk] += leg.amount
+                legs.append(LedgerLeg(entry_id=entry.pk, account_id=pk, amount=leg.amount, balance_after=balances[pk]))
+            for leg in posting.legs:
+                balance, user_id = balances[leg.account.pk], locked[leg.account.pk][1]
+                currency = currencies[leg.account.currency_id]
+                if user_id is not None and balance < 0:
+                    raise ServiceError(
+                        "insufficient_funds",
+                        f"Insufficient {currency.code} funds: {balance.copy_negate():f} more is needed "
+                        f"in the {leg.account.kind} balance.",
+                        details={"currency": currency.code, "account": leg.account.kind, "posting": index},
+                    )
+                if balance.copy_abs() >= AMOUNT_LIMIT:
+                    raise ServiceError(
+                        "amount_out_of_range",
+                        f"The resulting {currency.code} balance is beyond the ledger's range.",
+                        details={"currency": currency.code, "posting": index},
+                    )
+    LedgerLeg.objects.bulk_create(legs)
+    changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
+    if changed:
+        LedgerAccount.objects.filter(pk__in=changed).update(
+            balance=Case(*[When(pk=pk, then=Value(b, output_field=_MONEY_FIELD)) for pk, b in changed.items()])
+        )
+
+
+@retry_on_deadlock
+def ledger_post_batch(*, postings: Sequence[Posting]) -> list[JournalEntry]:
+    """Post many journal entries in one transaction with a constant number of queries.
+
+    Returns the entries in the order given. A posting whose idempotency key is already
+    stored returns the stored entry and moves nothing (``idempotency_conflict`` when its
+    legs differ). If any posting fails (``insufficient_funds`` ...) nothing is posted.
+    """
+    postings = list(postings)
+    if not postings:
+        return []
+    currencies = _validate(postings)
+    entries = [
+        JournalEntry(kind=p.kind, reference=p.reference, idempotency_key=p.idempotency_key or None) for p in postings
+    ]
+    with transaction.atomic():
+        replayed = _replayed_entries(postings, entries)
+        _check_replays(postings, replayed)
+        fresh = [i for i in range(len(postings)) if i not in replayed]
+        if fresh:
+            _apply([postings[i] for i in fresh], [entries[i] for i in fresh], currencies)
+    return [replayed.get(i, entry) for i, entry in enumerate(entries)]
+
+
+def ledger_post(
+    *, kind: str, legs: Sequence[Leg], reference: str = "", idempotency_key: str | None = None
+) -> JournalEntry:
+    """Post one journal entry (see ``ledger_post_batch``)."""
+    posting = Posting(kind=kind, legs=legs, reference=reference, idempotency_key=idempotency_key)
+    return ledger_post_batch(postings=[posting])[0]
+
+
+# --- Holds and settlement -------------------------------------------------------------
+
+
+def _between(user: User, currency: Currency, debit: str, credit: str) -> tuple[LedgerAccount, LedgerAccount]:
+    accounts = ledger_accounts_ensure(keys=[(user.pk, currency.pk, debit), (user.pk, currency.pk, credit)])
+    return accounts[(user.pk, currency.pk, debit)], accounts[(user.pk, currency.pk, credit)]
+
+
+@retry_on_deadlock
+@transaction.atomic
+def funds_hold(
+    *, user: User, currency: Currency, amount: Decimal, reference: str = "", idempotency_key: str | None = None
+) -> JournalEntry:
+    """Move ``amount`` from the user's available balance to their locked balance."""
+    amount = amount_validate(amount=amount, currency=currency)
+    available, locked = _between(user, currency, AccountKind.AVAILABLE, AccountKind.LOCKED)
+    return ledger_post(
+        kind=EntryKind.HOLD,
+        legs=[Leg(available, amount.copy_negate()), Leg(locked, amount)],
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+
+
+@retry_on_deadlock
+@transaction.atomic
+def funds_release(
+    *, user: User, currency: Currency, amount: Decimal, reference: str = "", idempotency_key: str | None = None
+) -> JournalEntry:
+    """Move ``amount`` from the user's locked balance back to their available balance."""
+    amount = amount_validate(amount=amount, currency=currency)
+    locked, available = _between(user, currency, AccountKind.LOCKED, AccountKind.AVAILABLE)
+    return ledger_post(
+        kind=EntryKind.RELEASE,
+        legs=[Leg(locked, amount.copy_negate()), Leg(available, amount)],
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+
+
+@retry_on_deadlock
+@transaction.atomic
+def funds_settle(
+    *,
+    user: User,
+    currency: Currency,
+    amount: Decimal,
+    destination: LedgerAccount,
+    kind: str,
+    reference: str = "",
+    idempotency_key: str | None = None,
+) -> JournalEntry:
+    """Pay ``amount`` out of the user's locked balance into ``destination`` (another
+    user's available account for a trade, the external account for a withdrawal, the
+    fees account for a fee)."""
+    amount = amount_validate(amount=amount, currency=currency)
+    if destination.currency_id != currency.pk:
+        raise ValueError("the destination account holds another currency")
+    locked = _user_account(user, currency, AccountKind.LOCKED)
+    return ledger_post(
+        kind=kind,
+        legs=[Leg(locked, amount.copy_negate()), Leg(destination, amount)],
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- Idempotent business records ------------------------------------------------------
+
+
+def _create_once(
+    model: type[M], *, key: dict[str, Any], compared: dict[str, Any], extra: dict[str, Any]
+) -> tuple[M, bool]:
+    """Insert a row carrying an idempotency key, or return the row a previous or
+    concurrent request stored under that key; the flag says whether it is new.
+
+    Must run inside the caller's transaction. The insert runs in a savepoint: a
+    concurrent duplicate waits on the unique index, then fails and reads the winner.
+    ``idempotency_conflict`` when the stored row differs in a ``compared`` field.
+    """
+    try:
+        with transaction.atomic():
+            return model.objects.create(**key, **compared, **extra), True
+    except IntegrityError:
+        stored = model.objects.filter(**key).first()
+        if stored is None:
+            raise
+    if any(getattr(stored, name) != value for name, value in compared.items()):
+        raise Conflict(
+            "idempotency_conflict",
+            "This idempotency key was already used for a different request.",
+            details={"idempotency_key": str(key["idempotency_key"])},
+        )
+    return stored, False
+
+
+# --- Transfers ------------------------------------------------------------------------
+
+
+@retry_on_deadlock
+def transfer_create(
+    *, sender: User, recipient_email: str, currency_code: str, amount: Decimal, idempotency_key: str
+) -> Transfer:
+    """Pay ``amount`` from the sender's available balance to the recipient's.
+
+    The same ``idempotency_key`` again returns the first transfer and moves nothing.
+    Errors: ``unknown_currency``, ``currency_disabled``, ``amount_*``,
+    ``unknown_recipient``, ``self_transfer``, ``insufficient_funds``, ``idempotency_conflict``.
+    """
+    currency = currency_get_enabled(code=currency_code, purpose="transfers")
+    amount = amount_validate(amount=amount, currency=currency)
+    recipient = user_get_by_email(email=recipient_email)
+    if recipient is None:
+        raise ServiceError("unknown_recipient", "No active user has this email.")
+    if recipient.pk == sender.pk:
+        raise ServiceError("self_transfer", "You cannot transfer to yourself.")
+    with transaction.atomic():
+        accounts = ledger_accounts_ensure(
+            keys=[(sender.pk, currency.pk, AccountKind.AVAILABLE), (recipient.pk, currency.pk, AccountKind.AVAILABLE)]
+        )
+        transfer, created = _create_once(
+            Transfer,
+            key={"sender_id": sender.pk, "idempotency_key": idempotency_key},
+            compared={"recipient_id": recipient.pk, "currency_id": currency.pk, "amount": amount},
+            extra={},
+        )
+        if not created:
+            return transfer
+        ledger_post(
+            kind=EntryKind.TRANSFER,
+            legs=[
+                Leg(accounts[(sender.pk, currency.pk, AccountKind.AVAILABLE)], amount.copy_negate()),
+                Leg(accounts[(recipient.pk, currency.pk, AccountKind.AVAILABLE)], amount),
+            ],
+            reference=transfer.reference,
+        )
+    return transfer
+
+
+# --- Manual adjustments ---------------------------------------------------------------
+
+
+@retry_on_deadlock
+def adjustment_post(
+    *,
+    user: User,
+    currency: Currency,
+    amount: Decimal,
+    direction: Literal["credit", "debit"],
+    reason: str,
+    actor: str,
+    created_by: User | None = None,
+    idempotency_key: str | None = None,
+) -> Adjustment:
+    """Credit or debit a user's available balance against the adjustment account:
+    how an operator books a fiat deposit or a correction. ``reason`` and ``actor``
+    (who did it) are recorded with it."""
+    if direction not in ("credit", "debit"):
+        raise ServiceError("direction_invalid", "The direction is credit or debit.")
+    if not reason.strip():
+        raise ServiceError("reason_required", "Say why this adjustment is made.")
+    amount = amount_validate(amount=amount, currency=currency)
+    signed = amount if direction == "credit" else amount.copy_negate()
+    compared = {"user_id": user.pk, "currency_id": currency.pk, "amount": signed}
+    extra = {"reason": reason.strip(), "actor": actor, "created_by": created_by}
+    with transaction.atomic():
+        accounts = ledger_accounts_ensure(
+            keys=[(user.pk, currency.pk, AccountKind.AVAILABLE), (None, currency.pk, AccountKind.ADJUSTMENT)]
+        )
+        if idempotency_key:
+            adjustment, created = _create_once(
+                Adjustment, key={"idempotency_key": idempotency_key}, compared=compared, extra=extra
+            )
+            if not created:
+                return adjustment
+        else:
+            adjustment = Adjustment.objects.create(**compared, **extra)
+        ledger_post(
+            kind=EntryKind.ADJUSTMENT,
+            legs=[
+                Leg(accounts[(user.pk, currency.pk, AccountKind.AVAILABLE)], signed),
+                Leg(accounts[(None, currency.pk, AccountKind.ADJUSTMENT)], signed.copy_negate()),
+            ],
+            reference=adjustment.reference,
+        )
+    return adjustment
+
+
+def currency_create(
+    *,
+    code: str,
+    name: str,
+    kind: str,
+    precision: int,
+    deposits_enabled: bool = True,
+    withdrawals_enabled: bool = True,
+    trading_enabled: bool = True,
+    transfers_enabled: bool = True,
+) -> Currency:
+    """List a new currency. ``currency_exists`` if the code is taken."""
+    currency = Currency(
+        code=code,
+        name=name,
+        kind=kind,
+        precision=precision,
+        deposits_enabled=deposits_enabled,
+        withdrawals_enabled=withdrawals_enabled,
+        trading_enabled=trading_enabled,
+        transfers_enabled=transfers_enabled,
+    )
+    currency.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            currency.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict("currency_exists", f"The currency {code} exists already.") from exc
+    return currency
+
+
+# --- Audit ----------------------------------------------------------------------------
+
+AUDIT_MAX_FINDINGS = 1000
+_AUDIT_CHUNK = 2000
+
+
+def _id_chunks(queryset: models.QuerySet, fields: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of ``queryset`` (first field: the id) in ascending id chunks (keyset paging)."""
+    last = 0
+    while True:
+        rows = list(queryset.filter(pk__gt=last).order_by("pk").values_list(*fields)[:_AUDIT_CHUNK])
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
+
+
+class _Findings:
+    """Violations found, the first ``AUDIT_MAX_FINDINGS`` of them kept in full."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+        self.total = 0
+
+    def add(self, check: str, message: str, **details: Any) -> None:
+        if len(self.items) < AUDIT_MAX_FINDINGS:
+            self.items.append({"check": check, "message": message, **{k: str(v) for k, v in details.items()}})
+        self.total += 1
+
+
+def _audit_entries(findings: _Findings) -> tuple[int, int]:
+    """Every entry has legs and they sum to zero per currency."""
+    entries = legs = 0
+    for chunk in _id_chunks(JournalEntry.objects.all(), ("pk",)):
+        ids = [row[0] for row in chunk]
+        sums: dict[int, dict[str, Decimal]] = {pk: defaultdict(Decimal) for pk in ids}
+        for entry_id, code, amount in LedgerLeg.objects.filter(entry_id__in=ids).values_list(
+            "entry_id", "account__currency__code", "amount"
+        ):
+            sums[entry_id][code] += amount
+            legs += 1
+        entries += len(ids)
+        for entry_id, totals in sums.items():
+            if not totals:
+                findings.add("entry_has_legs", f"Entry {entry_id} has no legs.", entry=entry_id)
+            for code, total in totals.items():
+                if total:
+                    findings.add(
+                        "entry_balanced",
+                        f"Entry {entry_id} does not balance in {code}: its legs sum to {total:f}.",
+                        entry=entry_id,
+                        currency=code,
+                        sum=f"{total:f}",
+                    )
+    return entries, legs
+
+
+def _audit_accounts(findings: _Findings) -> int:
+    """Every balance equals the sum of its legs (and each leg's balance_after the running
+    sum); no user balance is negative; per currency all balances sum to zero."""
+    accounts = 0
+    per_currency: dict[str, Decimal] = defaultdict(Decimal)
+    fields = ("pk", "user_id", "currency__code", "kind", "balance")
+    for chunk in _id_chunks(LedgerAccount.objects.all(), fields):
+        running = {row[0]: Decimal(0) for row in chunk}
+        wrong_after: set[int] = set()
+        for leg_id, account_id, amount, balance_after in (
+            LedgerLeg.objects.filter(account_id__in=list(running))
+            .order_by("account_id", "pk")
+            .values_list("pk", "account_id", "amount", "balance_after")
+        ):
+            running[account_id] += amount
+            if running[account_id] != balance_after and account_id not in wrong_after:
+                wrong_after.add(account_id)
+                findings.add(
+                    "balance_after",
+                    f"Leg {leg_id} of account {account_id} says the balance became {balance_after:f}, "
+                    f"its legs sum to {running[account_id]:f}.",
+                    account=account_id,
+                    leg=leg_id,
+                )
+        for pk, user_id, code, kind, balance in chunk:
+            accounts += 1
+            per_currency[code] += balance
+            owner = f"user {user_id}" if user_id else "platform"
+            if balance != running[pk]:
+                findings.add(
+                    "balance_matches_legs",
+                    f"Account {pk} ({owner} {code} {kind}) holds {balance:f}, its legs sum to {running[pk]:f}.",
+                    account=pk,
+                    balance=f"{balance:f}",
+                    legs_sum=f"{running[pk]:f}",
+                )
+            if user_id is not None and balance < 0:
+                findings.add(
+                    "user_balance_not_negative",
+                    f"Account {pk} ({owner} {code} {kind}) is negative: {balance:f}.",
+                    account=pk,
+                    balance=f"{balance:f}",
+                )
+    for code, total in sorted(per_currency.items()):
+        if total:
+            findings.add(
+                "currency_sums_to_zero",
+                f"The {code} balances of all accounts sum to {total:f}, not zero.",
+                currency=code,
+                sum=f"{total:f}",
+            )
+    return accounts
+
+
+def ledger_audit_run(*, store: bool = True) -> AuditRun:
+    """Prove the ledger's invariants and report each violation.
+
+    Reads one consistent snapshot (REPEATABLE READ on MySQL/MariaDB, which does not block
+    writers), sums in Python with exact decimals, and keeps memory bounded by reading in
+    id-ordered chunks. Stores the result as an ``AuditRun`` unless ``store`` is false.
+    """
+    started = timezone.now()
+    findings = _Findings()
+    connection = connections[DEFAULT_DB_ALIAS]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(), localcontext(MONEY):
+        if outermost and connection.vendor == "mysql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        entries, legs = _audit_entries(findings)
+        accounts = _audit_accounts(findings)
+    run = AuditRun(
+        started_at=started,
+        finished_at=timezone.now(),
+        ok=findings.total == 0,
+        entries_checked=entries,
+        legs_checked=legs,
+        accounts_checked=accounts,
+        findings=findings.items,
+    )
+    if store:
+        run.save()
+    if findings.total:
+        logger.error("Ledger audit found %d violation(s)", findings.total)
+    return run

@@ -53,7 +53,7 @@ from .events import (
 from .snapshot import BookState, RestingOrder, SnapshotError, StopOrder
 
 try:
-    from ._native import NativeOrderBook
+    from .native import NativeOrderBook
 except ImportError:  # not built: the pure engine serves
     NativeOrderBook = None  # type: ignore[assignment,misc]
 

@@ -127,9 +127,7 @@ class Top(NamedTuple):
 def check_ints(cmd: tuple[Any, ...]) -> None:
     """Raise unless every field of ``cmd`` is an int in ``0..MAX_INT``."""
     for value in cmd:
-        if type(value) is not int:
-            if type(value) is bool:
-                continue
+        if not isinstance(value, int):
             raise TypeError(f"command fields must be ints, got {value!r} in {cmd!r}")
         if value < 0 or value > MAX_INT:
             raise ValueError(f"command field {value} out of range 0..2**63-1 in {cmd!r}")

@@ -1,0 +1,1 @@
+"""Sources and build hook of the compiled order book core (see ``..native``)."""

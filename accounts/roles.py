@@ -31,15 +31,19 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "auth.change_group",
         "auth.view_permission",
         "admin.view_logentry",
+        # Markets and orders: read-only.
+        "orders.view_market",
+        "orders.view_order",
+        "orders.view_trade",
     ),
     # Reviews identities and suspicious activity: reads users and the staff log.
     COMPLIANCE: ("accounts.view_user", "admin.view_logentry"),
     # Helps users: reads their account details.
-    SUPPORT: ("accounts.view_user",),
+    SUPPORT: ("accounts.view_user", "orders.view_order", "orders.view_trade"),
     # Books adjustments and reconciles: reads users (wallet permissions join later).
     ACCOUNTANT: ("accounts.view_user",),
     # Operates markets (halting, resuming); market permissions join with the markets.
-    MARKET_OPERATOR: (),
+    MARKET_OPERATOR: ("orders.view_market", "orders.change_market", "orders.view_feetier", "orders.change_feetier"),
     # A platform user: acts only through the API, on their own data; no admin access.
     TRADER: (),
 }

@@ -1,10 +1,13 @@
-"""Back office for users: admins assign roles (groups) here. Every change lands in the admin log."""
+"""Back office for users and API keys: admins assign roles (groups) here.
+
+Every change lands in the admin log and the audit trail (the site adds that to every ModelAdmin).
+"""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserCreationForm as BaseUserCreationForm
 
-from accounts.models import User
+from accounts.models import ApiKey, User
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -36,3 +39,25 @@ class UserAdmin(BaseUserAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Bots' keys, for review. The secret is never shown; keys are revoked by their owner."""
+
+    list_display = ("label", "user", "key_prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("user__email", "label", "key")
+    fields = ("user", "label", "key", "scopes", "ip_allowlist", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    list_select_related = ("user",)
+
+    @admin.display(description="Key")
+    def key_prefix(self, api_key: ApiKey) -> str:
+        return f"{api_key.key[:8]}…"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,4 +1,4 @@
-"""The platform's user: email is the login."""
+"""The platform's user (email is the login) and the API keys of bots."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.crypto import salted_hmac
 
 phone_number_validator = RegexValidator(
     regex=r"^\+[1-9]\d{6,14}$",
@@ -50,6 +51,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="May log in to the back office.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by "log out everywhere": every session and access token issued before it stops working.
+    auth_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     objects = UserManager()
 
@@ -65,3 +68,46 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        # Django's session check (a session stays valid while this hash is unchanged), with
+        # the epoch mixed in so that "log out everywhere" ends every session at once.
+        key_salt = "accounts.User.get_session_auth_hash"
+        return salted_hmac(
+            key_salt, f"{self.password}:{self.auth_epoch}", secret=secret, algorithm="sha256"
+        ).hexdigest()
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read account data and orders"
+    TRADE = "trade", "Place and cancel orders"
+    WITHDRAW = "withdraw", "Request withdrawals"
+
+
+class ApiKey(models.Model):
+    """A bot's credential: a public key id and a secret that signs each request (HMAC-SHA256).
+
+    The secret is stored encrypted (``accounts.api_keys``), shown once at creation. Revoked
+    keys are kept for the record and refused.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100)
+    key = models.CharField(max_length=64, unique=True, help_text="The public key id, sent as X-KB-APIKEY.")
+    secret_encrypted = models.TextField(editable=False)
+    scopes = models.JSONField(default=list, help_text='Any of "read", "trade", "withdraw".')
+    ip_allowlist = models.JSONField(default=list, blank=True, help_text="IP addresses or networks; empty: any.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.key[:8]}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

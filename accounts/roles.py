@@ -35,9 +35,17 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "orders.view_market",
         "orders.view_order",
         "orders.view_trade",
+        # The audit trail (read-only for everyone), bots' keys, and resetting a lost 2FA device.
+        "audit.view_auditevent",
+        "accounts.view_apikey",
+        "otp_totp.view_totpdevice",
+        "otp_totp.delete_totpdevice",
+        "otp_static.view_staticdevice",
+        "otp_static.delete_staticdevice",
     ),
-    # Reviews identities and suspicious activity: reads users and the staff log.
-    COMPLIANCE: ("accounts.view_user", "admin.view_logentry"),
+    # Reviews identities and suspicious activity: reads users, the staff log, the audit
+    # trail and users' API keys.
+    COMPLIANCE: ("accounts.view_user", "admin.view_logentry", "audit.view_auditevent", "accounts.view_apikey"),
     # Helps users: reads their account details.
     SUPPORT: ("accounts.view_user", "orders.view_order", "orders.view_trade"),
     # Books adjustments and reconciles: reads users (wallet permissions join later).

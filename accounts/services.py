@@ -1,4 +1,7 @@
-"""Account writes: registration, profile, passwords, logins and token revocation."""
+"""Account writes: registration, profile, passwords, logins, login history and token revocation.
+
+Two-factor authentication lives in ``accounts/otp.py``, API keys in ``accounts/api_keys.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,19 @@ import hashlib
 
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.http import HttpRequest
+from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User, normalize_email
 from accounts.roles import TRADER
+from audit import actions
+from audit.services import audit_record
 from kootabase.errors import Conflict, RateLimited, ServiceError
 
 
@@ -48,8 +55,6 @@ def user_register(*, email: str, password: str, name: str = "", phone_number: st
             user = User.objects.create_user(email=email, password=password, name=name, phone_number=phone_number)
     except IntegrityError as exc:  # a concurrent registration with the same email won
         raise Conflict("email_taken", "An account with this email already exists.") from exc
-    from django.contrib.auth.models import Group
-
     user.groups.add(Group.objects.get(name=TRADER))
     return user
 
@@ -68,7 +73,9 @@ def user_update(*, user: User, name: str | None = None, phone_number: str | None
 
 
 @transaction.atomic
-def user_change_password(*, user: User, old_password: str, new_password: str) -> User:
+def user_change_password(
+    *, user: User, old_password: str, new_password: str, request: HttpRequest | None = None
+) -> User:
     """Change the password and revoke every refresh token the user holds."""
     if not user.check_password(old_password):
         raise ServiceError("wrong_password", "The current password is not correct.")
@@ -79,7 +86,22 @@ def user_change_password(*, user: User, old_password: str, new_password: str) ->
     user.set_password(new_password)
     user.save(update_fields=["password", "updated_at"])
     tokens_revoke_all(user=user)
+    audit_record(action=actions.PASSWORD_CHANGED, actor=user, target=user, request=request)
     return user
+
+
+@transaction.atomic
+def user_logout_everywhere(*, user: User, request: HttpRequest | None = None) -> None:
+    """End every session and token of ``user``: sessions, refresh tokens and access tokens.
+
+    Bumping ``auth_epoch`` invalidates every session (it is part of the session hash) and
+    every access token (which carries the epoch it was issued in); refresh tokens are
+    blacklisted as well.
+    """
+    User.objects.filter(pk=user.pk).update(auth_epoch=models.F("auth_epoch") + 1)
+    user.refresh_from_db(fields=["auth_epoch"])
+    tokens_revoke_all(user=user)
+    audit_record(action=actions.LOGOUT_EVERYWHERE, actor=user, target=user, request=request)
 
 
 def tokens_revoke_all(*, user: User) -> int:
@@ -92,14 +114,23 @@ def tokens_revoke_all(*, user: User) -> int:
 
 def tokens_issue(*, user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
+    refresh[AUTH_EPOCH_CLAIM] = user.auth_epoch  # copied into every access token it issues
     return {"refresh": str(refresh), "access": str(refresh.access_token)}
 
 
 # --- Logins ---------------------------------------------------------------------------
 
 
+AUTH_EPOCH_CLAIM = "epoch"
+
+
 def client_ip(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The caller's IP: REMOTE_ADDR, or X-Forwarded-For behind ``NUM_PROXIES`` trusted proxies.
+
+    The same rule DRF's throttles use, so lockouts, rate limits, API key allow-lists and
+    the audit trail all see the same address.
+    """
+    return BaseThrottle().get_ident(request) or "unknown"
 
 
 def _email_failure_key(email: str) -> str:
@@ -143,6 +174,15 @@ def user_authenticate(*, request: HttpRequest, email: str, password: str) -> Use
     user = authenticate(request, username=normalize_email(email), password=password)
     if user is None:
         _record_failure(email, ip)
+        account = User.objects.filter(email=normalize_email(email)).first()
+        audit_record(
+            action=actions.LOGIN_FAILED,
+            target=account,
+            target_type="" if account else User._meta.label_lower,
+            request=request,
+            details={"email": normalize_email(email)[:254], "path": request.path},
+        )
         raise ServiceError("invalid_credentials", "The email or password is not correct.", status=401)
     cache.delete(_email_failure_key(email))
+    audit_record(action=actions.LOGIN, actor=user, target=user, request=request, details={"path": request.path})
     return user

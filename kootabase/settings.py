@@ -12,7 +12,9 @@ uses ``kootabase.settings_test``, which starts from this module.
 
 from __future__ import annotations
 
+import base64
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,13 +39,17 @@ VAR_DIR = Path(env.str("KOOTABASE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _development_secret_key() -> str:
-    """A key generated once into var/ so sessions survive restarts on a laptop."""
-    path = VAR_DIR / "secret_key"
+def _development_key(name: str, generate: Callable[[], str]) -> str:
+    """A key generated once into var/ so sessions (and encrypted secrets) survive restarts on a laptop."""
+    path = VAR_DIR / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(generate())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _development_secret_key() -> str:
+    return _development_key("secret_key", lambda: secrets.token_urlsafe(50))
 
 
 if PRODUCTION:
@@ -58,7 +64,7 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.backoffice.BackOfficeAdminConfig",  # django.contrib.admin with 2FA and the audit trail
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,6 +76,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "channels",
     "kootabase",
     "accounts",
@@ -78,6 +87,7 @@ INSTALLED_APPS = [
     "matching",
     "marketdata",
     "blockchain",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -196,13 +207,34 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)  # per email and per IP ...
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=900)  # ... within this many seconds
 
+# Two-factor authentication (django-otp): TOTP apps plus single-use recovery codes.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Kootabase")
+OTP_RECOVERY_CODES = 10
+
+# API keys: secrets are stored encrypted (Fernet). The first key encrypts, every listed
+# key decrypts, so a key can be rotated by prepending a new one.
+if PRODUCTION:
+    API_KEY_ENCRYPTION_KEYS = env.list("API_KEY_ENCRYPTION_KEY")  # required
+else:
+    API_KEY_ENCRYPTION_KEYS = env.list("API_KEY_ENCRYPTION_KEY", default=[]) or [
+        _development_key("api_key_encryption_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    ]
+API_KEY_MAX_EXPIRY_SECONDS = env.int("API_KEY_MAX_EXPIRY_SECONDS", default=30)  # signed requests live this long
+# Reverse proxies in front of the app (an ingress: 1). Client IPs are read from
+# X-Forwarded-For only that many hops deep; 0 trusts REMOTE_ADDR alone.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
 # --- API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.api.authentication.JWTAuthentication",
+        "accounts.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.api.permissions.HasApiKeyScope",
+    ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "kootabase.api.pagination.CursorPagination",
@@ -210,11 +242,16 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
+        "kootabase.api.throttling.ApiKeyRateThrottle",
+        "kootabase.api.throttling.IpRateThrottle",
     ],
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="300/min"),
         "user": env.str("THROTTLE_USER", default="6000/min"),
         "register": env.str("THROTTLE_REGISTER", default="20/hour"),
+        "api_key": env.str("THROTTLE_API_KEY", default="1200/min"),
+        "ip": env.str("THROTTLE_IP", default="12000/min"),
     },
     "EXCEPTION_HANDLER": "kootabase.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

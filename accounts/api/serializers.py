@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from accounts.models import User, phone_number_validator
+from accounts.models import ApiKey, ApiKeyScope, User, phone_number_validator
+from audit import actions
+from audit.models import AuditEvent
 from kootabase.api.serializers import InputSerializer
 
 
@@ -61,3 +63,68 @@ class PasswordChangeInput(InputSerializer):
 
 class CsrfOutput(serializers.Serializer):
     csrf_token = serializers.CharField()
+
+
+class OtpCodeInput(InputSerializer):
+    otp_code = serializers.CharField(
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="A current authenticator code or a recovery code.",
+    )
+
+
+class OtpStatusOutput(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    recovery_codes_left = serializers.IntegerField()
+
+
+class OtpEnrolOutput(serializers.Serializer):
+    secret = serializers.CharField(help_text="Base32 secret, for typing into an authenticator app.")
+    otpauth_uri = serializers.CharField(help_text="otpauth:// URI to show as a QR code.")
+
+
+class RecoveryCodesOutput(serializers.Serializer):
+    recovery_codes = serializers.ListField(child=serializers.CharField(), help_text="Shown once; each works once.")
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ("id", "key", "label", "scopes", "ip_allowlist", "created_at", "last_used_at")
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    secret = serializers.SerializerMethodField(help_text="Shown once, now: store it safely.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = (*ApiKeySerializer.Meta.fields, "secret")
+        read_only_fields = fields
+
+    def get_secret(self, api_key: ApiKey) -> str:
+        return self.context["secret"]
+
+
+class ApiKeyCreateInput(InputSerializer):
+    label = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ApiKeyScope.choices), min_length=1, max_length=len(ApiKeyScope.values)
+    )
+    ip_allowlist = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
+    )
+    otp_code = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+
+class LoginEventSerializer(serializers.ModelSerializer):
+    success = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ("id", "created_at", "success", "ip", "user_agent")
+        read_only_fields = fields
+
+    def get_success(self, event: AuditEvent) -> bool:
+        return event.action == actions.LOGIN

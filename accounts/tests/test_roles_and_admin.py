@@ -1,3 +1,5 @@
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
@@ -6,6 +8,7 @@ from django.test import Client
 from accounts import demo
 from accounts.models import User
 from accounts.roles import ROLE_PERMISSIONS
+from accounts.tests.helpers import admin_login
 
 
 def _perms(role: str) -> set[str]:
@@ -25,11 +28,21 @@ def test_roles_hold_exactly_their_listed_permissions():
 
 @pytest.mark.django_db
 def test_demo_data_is_idempotent_and_admin_can_log_in():
-    call_command("demo_data")
-    call_command("demo_data")
+    lines = demo.seed()
+    demo.seed()
     assert User.objects.filter(email=demo.ADMIN_EMAIL).count() == 1
+    assert any("manage.py totp_code admin@kootabase.local" in line for line in lines)
+    assert any("otpauth://totp/" in line for line in lines)
+    # what the printed instructions say: email, password and the code totp_code prints
+    out = StringIO()
+    call_command("totp_code", demo.ADMIN_EMAIL, stdout=out, stderr=StringIO())
+    code = out.getvalue().strip()
     client = Client()
-    assert client.login(email=demo.ADMIN_EMAIL, password=demo.ADMIN_PASSWORD)
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": demo.ADMIN_EMAIL, "password": demo.ADMIN_PASSWORD, "otp_token": code},
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/accounts/user/").status_code == 200
     for email, _, pw in demo.TRADERS:
@@ -64,8 +77,7 @@ def test_admin_assigns_a_role(admin_client):
 def test_support_staff_sees_users_but_cannot_change_them():
     staff = User.objects.create_user(email="support@example.com", password="pw-support-123", is_staff=True)
     staff.groups.add(Group.objects.get(name="support"))
-    client = Client()
-    client.force_login(staff)
+    client = admin_login(Client(), staff)
     target = User.objects.create_user(email="someone@example.com", password="x")
     assert client.get("/admin/accounts/user/").status_code == 200
     response = client.post(f"/admin/accounts/user/{target.pk}/change/", {"email": "changed@example.com"})

@@ -14,6 +14,7 @@ PRODUCTION = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "CELERY_BROKER_URL": "memory://",
     "ALLOWED_HOSTS": "exchange.example.com",
+    "API_KEY_ENCRYPTION_KEY": "dGVzdC1vbmx5LW5vdC1hLXJlYWwta2V5LTMyYnl0ZXM=",  # not a real key
 }
 
 
@@ -41,7 +42,7 @@ def test_production_switches_on_the_secure_settings(tmp_path):
 
 
 def test_production_requires_secret_key_and_servers(tmp_path):
-    for missing in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+    for missing in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "API_KEY_ENCRYPTION_KEY"):
         env = {k: v for k, v in PRODUCTION.items() if k != missing}
         result = _load_settings(env, tmp_path)
         assert result.returncode != 0, missing

@@ -1,0 +1,34 @@
+"""The actions the audit trail records, in one place.
+
+Security events are written by the services that cause them; staff actions in the admin
+are written by the admin site itself (``audit.admin.AuditedAdminMixin``). Features that
+add staff actions (adjustments, freezes, approvals) add their action names here.
+"""
+
+from __future__ import annotations
+
+# Logins and sessions.
+LOGIN = "auth.login"
+LOGIN_FAILED = "auth.login_failed"
+LOGOUT_EVERYWHERE = "auth.logout_everywhere"
+PASSWORD_CHANGED = "auth.password_changed"
+
+# Two-factor authentication.
+OTP_ENABLED = "2fa.enabled"
+OTP_DISABLED = "2fa.disabled"
+OTP_RECOVERY_CODES_RENEWED = "2fa.recovery_codes_renewed"
+OTP_FAILED = "2fa.failed"
+
+# API keys.
+API_KEY_CREATED = "api_key.created"
+API_KEY_REVOKED = "api_key.revoked"
+
+# Withdrawals (recorded by the withdrawal service).
+WITHDRAWAL_REQUESTED = "withdrawal.requested"
+
+# Every change made in the admin: "admin.add", "admin.change", "admin.delete".
+ADMIN_ADD = "admin.add"
+ADMIN_CHANGE = "admin.change"
+ADMIN_DELETE = "admin.delete"
+
+LOGIN_HISTORY = (LOGIN, LOGIN_FAILED)

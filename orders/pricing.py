@@ -69,6 +69,8 @@ def market_check(market: Market) -> None:
 
 
 def to_ticks(spec: MarketSpec, price: Decimal, field: str = "price") -> int:
+    if price <= 0:
+        raise ServiceError(f"{field}_not_positive", f"The {field.replace('_', ' ')} must be greater than zero.")
     try:
         ticks = spec.price_to_ticks(price)
     except PriceNotOnTick:
@@ -85,6 +87,8 @@ def to_ticks(spec: MarketSpec, price: Decimal, field: str = "price") -> int:
 
 
 def to_lots(spec: MarketSpec, quantity: Decimal) -> int:
+    if quantity <= 0:
+        raise ServiceError("quantity_not_positive", "The quantity must be greater than zero.")
     try:
         lots = spec.qty_to_lots(quantity)
     except QtyNotOnLot:

@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from orders.api import views
+
+urlpatterns = [
+    path("orders", views.OrdersView.as_view(), name="orders"),
+    path("orders/batch", views.OrderBatchView.as_view(), name="orders-batch"),
+    path("orders/<int:order_id>", views.OrderDetailView.as_view(), name="order-detail"),
+    path("trades", views.TradesView.as_view(), name="trades"),
+]

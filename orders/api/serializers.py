@@ -1,0 +1,186 @@
+"""Order API shapes. Decimals travel as strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from kootabase.api.serializers import ErrorSerializer, InputSerializer
+from orders.models import Order, OrderType, Side, TimeInForce, Trade
+from wallets.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
+
+
+def money_str(value: Decimal | None) -> str | None:
+    """Plain fixed-point text without trailing zeros: ``"2000"``, ``"0.5"``."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MoneyOut(serializers.Field):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Decimal) -> str | None:
+        return money_str(value)
+
+
+def money_in(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        required=False,
+        allow_null=True,
+        coerce_to_string=True,
+        **kwargs,
+    )
+
+
+class OrderPlaceInput(InputSerializer):
+    market = serializers.CharField(max_length=32)
+    side = serializers.ChoiceField(choices=Side.choices)
+    type = serializers.ChoiceField(choices=OrderType.choices)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.GTC)
+    post_only = serializers.BooleanField(default=False)
+    price = money_in(help_text="Limit price; for a market order the protection price.")
+    stop_price = money_in()
+    quantity = money_in(help_text="Base quantity.")
+    quote_amount = money_in(help_text="Quote to spend: market buys only.")
+    client_order_id = serializers.RegexField(
+        r"^[A-Za-z0-9_.:-]{1,64}$", required=False, help_text="Your id; unique per user. A repeat returns the order."
+    )
+
+    def to_service(self) -> dict[str, Any]:
+        data = dict(self.validated_data)
+        data["market_symbol"] = data.pop("market")
+        return data
+
+
+class OrderBatchInput(InputSerializer):
+    orders = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50)
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    market = serializers.CharField(source="market.symbol", read_only=True)
+    price = MoneyOut()
+    stop_price = MoneyOut()
+    quantity = MoneyOut()
+    quote_amount = MoneyOut()
+    filled_quantity = MoneyOut()
+    filled_quote = MoneyOut()
+    fee_paid = MoneyOut()
+    fee_currency = serializers.CharField(source="market.quote.code", read_only=True)
+    average_price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = (
+            "id",
+            "client_order_id",
+            "market",
+            "side",
+            "type",
+            "time_in_force",
+            "post_only",
+            "price",
+            "stop_price",
+            "quantity",
+            "quote_amount",
+            "filled_quantity",
+            "filled_quote",
+            "average_price",
+            "fee_paid",
+            "fee_currency",
+            "status",
+            "reject_reason",
+            "cancel_requested",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_average_price(self, order: Order) -> str | None:
+        if not order.filled_quantity:
+            return None
+        with localcontext() as ctx:
+            ctx.prec = 40
+            average = order.filled_quote / order.filled_quantity
+        return money_str(average.quantize(Decimal(1).scaleb(-AMOUNT_DECIMAL_PLACES)))
+
+
+class BatchResultSerializer(serializers.Serializer):
+    status = serializers.IntegerField(
+        help_text="201 placed, 200 an earlier order (same client_order_id), 4xx rejected."
+    )
+    order = OrderSerializer(required=False, allow_null=True)
+    error = ErrorSerializer(required=False, allow_null=True)
+
+
+class BatchOutput(serializers.Serializer):
+    results = BatchResultSerializer(many=True)
+
+
+class CancelAllOutput(serializers.Serializer):
+    cancel_requested = serializers.ListField(child=serializers.IntegerField(), help_text="Ids of the orders.")
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    """One of the user's fills, from the user's side of the trade."""
+
+    market = serializers.CharField(source="market.symbol", read_only=True)
+    order_id = serializers.SerializerMethodField()
+    side = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField()
+    price = MoneyOut()
+    quantity = MoneyOut()
+    quote_amount = MoneyOut()
+    fee = serializers.SerializerMethodField()
+    fee_currency = serializers.CharField(source="market.quote.code", read_only=True)
+
+    class Meta:
+        model = Trade
+        fields = (
+            "id",
+            "trade_no",
+            "market",
+            "order_id",
+            "side",
+            "role",
+            "price",
+            "quantity",
+            "quote_amount",
+            "fee",
+            "fee_currency",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def _is_maker(self, trade: Trade) -> bool:
+        return trade.maker_user_id == self.context["request"].user.pk
+
+    def get_order_id(self, trade: Trade) -> int:
+        return trade.maker_order_id if self._is_maker(trade) else trade.taker_order_id
+
+    @extend_schema_field(serializers.ChoiceField(choices=Side.choices))
+    def get_side(self, trade: Trade) -> str:
+        if not self._is_maker(trade):
+            return trade.taker_side
+        return Side.SELL if trade.taker_side == Side.BUY else Side.BUY
+
+    @extend_schema_field(serializers.ChoiceField(choices=[("maker", "maker"), ("taker", "taker")]))
+    def get_role(self, trade: Trade) -> str:
+        return "maker" if self._is_maker(trade) else "taker"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_fee(self, trade: Trade) -> str | None:
+        return money_str(trade.maker_fee if self._is_maker(trade) else trade.taker_fee)

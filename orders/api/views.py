@@ -1,0 +1,140 @@
+"""Order endpoints: each view validates its input, calls one service, shapes the output."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from kootabase.api.errors import exception_handler
+from kootabase.api.serializers import ErrorSerializer
+from kootabase.errors import ServiceError
+from orders import selectors, services
+from orders.api import serializers as s
+from orders.models import Order, Trade
+
+ERRORS = dict.fromkeys((400, 401, 409), ErrorSerializer)
+MARKET = OpenApiParameter("market", OpenApiTypes.STR, description="A market symbol, e.g. ETH-USDT.")
+
+
+class OrdersView(generics.ListAPIView):
+    """List, place and cancel-all of the caller's orders."""
+
+    serializer_class = s.OrderSerializer
+
+    def get_queryset(self) -> QuerySet[Order]:
+        params = self.request.query_params
+        return selectors.orders_of_user(
+            user=self.request.user,
+            market=params.get("market"),
+            status=params.get("status"),
+            side=params.get("side"),
+        )
+
+    @extend_schema(
+        tags=["orders"],
+        parameters=[
+            MARKET,
+            OpenApiParameter(
+                "status", OpenApiTypes.STR, description="open (live orders), history (final ones) or one status."
+            ),
+            OpenApiParameter("side", OpenApiTypes.STR, enum=["buy", "sell"]),
+        ],
+        responses={200: s.OrderSerializer(many=True), **ERRORS},
+    )
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["orders"],
+        request=s.OrderPlaceInput,
+        responses={201: s.OrderSerializer, 200: s.OrderSerializer, **ERRORS},
+        description="Place an order. A client_order_id used before answers 200 with that order.",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.OrderPlaceInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        placement = services.order_place_or_get(user=request.user, **data.to_service())
+        return Response(
+            s.OrderSerializer(placement.order).data,
+            status=status.HTTP_201_CREATED if placement.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        tags=["orders"],
+        parameters=[MARKET],
+        request=None,
+        responses={202: s.CancelAllOutput, **ERRORS},
+        operation_id="orders_cancel_all",
+        description="Cancel all of the caller's live orders (in one market when given).",
+    )
+    def delete(self, request: Request) -> Response:
+        ids = services.orders_cancel_all(user=request.user, market_symbol=request.query_params.get("market"))
+        return Response({"cancel_requested": ids}, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderBatchView(generics.GenericAPIView):
+    serializer_class = s.OrderBatchInput
+
+    @extend_schema(
+        tags=["orders"],
+        request=s.OrderBatchInput,
+        responses={200: s.BatchOutput, **ERRORS},
+        description="Place up to 50 orders; each is accepted or rejected on its own.",
+    )
+    def post(self, request: Request) -> Response:
+        batch = s.OrderBatchInput(data=request.data)
+        batch.is_valid(raise_exception=True)
+        results = []
+        for item in batch.validated_data["orders"]:
+            data = s.OrderPlaceInput(data=item)
+            try:
+                data.is_valid(raise_exception=True)
+                placement = services.order_place_or_get(user=request.user, **data.to_service())
+            except (ServiceError, exceptions.ValidationError) as exc:
+                error = exception_handler(exc, {"view": self})
+                results.append({"status": error.status_code, "order": None, "error": error.data})
+                continue
+            results.append(
+                {
+                    "status": 201 if placement.created else 200,
+                    "order": s.OrderSerializer(placement.order).data,
+                    "error": None,
+                }
+            )
+        return Response({"results": results})
+
+
+class OrderDetailView(generics.GenericAPIView):
+    serializer_class = s.OrderSerializer
+
+    @extend_schema(tags=["orders"], responses={200: s.OrderSerializer, 404: ErrorSerializer, 401: ErrorSerializer})
+    def get(self, request: Request, order_id: int) -> Response:
+        return Response(s.OrderSerializer(services.order_get_own(user=request.user, order_id=order_id)).data)
+
+    @extend_schema(
+        tags=["orders"],
+        request=None,
+        responses={202: s.OrderSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 401: ErrorSerializer},
+        operation_id="orders_cancel",
+        description="Ask for the order to be cancelled; the market's matcher performs it in sequence.",
+    )
+    def delete(self, request: Request, order_id: int) -> Response:
+        order = services.order_cancel(user=request.user, order_id=order_id)
+        return Response(s.OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TradesView(generics.ListAPIView):
+    """The caller's fills."""
+
+    serializer_class = s.TradeSerializer
+
+    def get_queryset(self) -> QuerySet[Trade]:
+        return selectors.trades_of_user(user=self.request.user, market=self.request.query_params.get("market"))
+
+    @extend_schema(tags=["orders"], parameters=[MARKET], responses={200: s.TradeSerializer(many=True), **ERRORS})
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)

@@ -1,0 +1,396 @@
+"""Order writes made by users: placement (with the ledger hold) and cancel requests.
+
+Everything after placement is the matcher's (``orders.matcher``): it alone changes an
+order's status, fills and hold. A cancel only marks ``cancel_requested``; the matcher
+performs it in sequence and releases what is left of the hold. See docs/orders.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Any, NamedTuple
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from kootabase.errors import Conflict, NotFound, ServiceError
+from kootabase.events import broadcast_after_commit
+from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
+from orders.pricing import (
+    buy_hold,
+    fee_rates_for,
+    market_spec,
+    quote_budget_units,
+    to_lots,
+    to_ticks,
+)
+from wallets.locks import retry_on_deadlock
+from wallets.models import MONEY, Currency
+from wallets.services import amount_validate, funds_hold
+
+BATCH_MAX = 50
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def market_group(symbol: str) -> str:
+    return f"market.{symbol}"
+
+
+class Placement(NamedTuple):
+    order: Order
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A validated order: what to store and what to hold."""
+
+    market: Market
+    side: str
+    type: str
+    time_in_force: str
+    post_only: bool
+    price: Decimal | None
+    stop_price: Decimal | None
+    quantity: Decimal | None
+    quote_amount: Decimal | None
+    maker_fee_rate: Decimal
+    taker_fee_rate: Decimal
+    hold_currency: Currency
+    hold_amount: Decimal
+
+
+def market_get_open(*, symbol: str) -> Market:
+    """The market ``symbol`` if it accepts orders: ``unknown_market``, ``market_halted``,
+    ``market_cancel_only`` or ``currency_disabled`` otherwise."""
+    market = market_get(symbol=symbol)
+    if market.status == Market.Status.HALTED:
+        raise Conflict("market_halted", f"{market.symbol} is halted: no orders are accepted now.")
+    if market.status == Market.Status.CANCEL_ONLY:
+        raise Conflict("market_cancel_only", f"{market.symbol} accepts cancels only now.")
+    for currency in (market.base, market.quote):
+        if not currency.is_active or not currency.trading_enabled:
+            raise Conflict("currency_disabled", f"Trading in {currency.code} is disabled now.")
+    return market
+
+
+def market_get(*, symbol: str) -> Market:
+    market = Market.objects.select_related("base", "quote").filter(symbol=str(symbol).strip().upper()).first()
+    if market is None:
+        raise ServiceError("unknown_market", f"Unknown market {symbol!r}.", details={"market": str(symbol)})
+    return market
+
+
+def _last_price(market: Market) -> Decimal | None:
+    return Trade.objects.filter(market=market).order_by("-trade_no").values_list("price", flat=True).first()
+
+
+def _require(value: Any, code: str, message: str) -> None:
+    if value is None:
+        raise ServiceError(code, message)
+
+
+def _forbid(value: Any, code: str, message: str) -> None:
+    if value is not None:
+        raise ServiceError(code, message)
+
+
+def _check(
+    *,
+    user: User,
+    market: Market,
+    side: str,
+    type: str,
+    time_in_force: str,
+    post_only: bool,
+    price: Decimal | None,
+    stop_price: Decimal | None,
+    quantity: Decimal | None,
+    quote_amount: Decimal | None,
+) -> _Checked:
+    if side not in Side.values:
+        raise ServiceError("side_invalid", "The side is buy or sell.")
+    if type not in OrderType.values:
+        raise ServiceError("type_invalid", f"The type is one of {', '.join(OrderType.values)}.")
+    if time_in_force not in TimeInForce.values:
+        raise ServiceError("time_in_force_invalid", "The time in force is gtc, ioc or fok.")
+    spec = market_spec(market)
+    is_limit = type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    is_stop = type in (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)
+    if is_stop:
+        _require(stop_price, "stop_price_required", "A stop order needs a stop price.")
+    else:
+        _forbid(stop_price, "stop_price_not_allowed", "Only stop orders take a stop price.")
+    if is_limit:
+        _require(price, "price_required", "A limit order needs a price.")
+        _require(quantity, "quantity_required", "A limit order needs a quantity.")
+        _forbid(quote_amount, "quote_amount_not_allowed", "A limit order is sized by quantity.")
+        if post_only and time_in_force != TimeInForce.GTC:
+            raise ServiceError("post_only_requires_gtc", "A post-only order is good till cancelled.")
+    else:
+        if post_only:
+            raise ServiceError("post_only_not_allowed", "Only limit orders can be post-only.")
+        time_in_force = TimeInForce.IOC  # a market order never rests
+        if side == Side.SELL:
+            _require(quantity, "quantity_required", "A market sell needs a quantity.")
+            _forbid(quote_amount, "quote_amount_not_allowed", "A market sell is sized by quantity.")
+        elif (quantity is None) == (quote_amount is None):
+            raise ServiceError("quantity_or_quote_amount", "A market buy needs a quantity or a quote amount, not both.")
+        elif quantity is not None and price is None:
+            raise ServiceError(
+                "protection_price_required",
+                "A market buy by quantity needs a protection price (price): the most it may pay per unit.",
+            )
+    if is_stop:
+        to_ticks(spec, stop_price, "stop_price")
+    if price is not None:
+        to_ticks(spec, price)
+    if quantity is not None:
+        to_lots(spec, quantity)
+    if quote_amount is not None:
+        try:
+            amount_validate(amount=quote_amount, currency=market.quote)
+        except ServiceError as exc:
+            raise ServiceError(f"quote_{exc.code}", exc.message, details=exc.details) from None
+
+    last_price = _last_price(market) if (is_stop or price is None) else None
+    if is_stop and last_price is not None:
+        wrong = stop_price <= last_price if side == Side.BUY else stop_price >= last_price
+        if wrong:
+            above_below = "above" if side == Side.BUY else "below"
+            raise ServiceError(
+                "stop_price_wrong_side",
+                f"A {side} stop must be {above_below} the last price {last_price}.",
+                details={"last_price": str(last_price)},
+            )
+    reference_price = price if price is not None else (stop_price if is_stop else last_price)
+    notional = quote_amount if quote_amount is not None else None
+    if notional is None and reference_price is not None:
+        with localcontext(MONEY):
+            notional = reference_price * quantity
+    if notional is not None and notional < market.min_notional:
+        raise ServiceError(
+            "below_min_notional",
+            f"The order's value must be at least {market.min_notional.normalize():f} {market.quote.code}.",
+            details={"min_notional": str(market.min_notional)},
+        )
+
+    rates = fee_rates_for(user=user, market=market)
+    if side == Side.SELL:
+        hold_currency, hold_amount = market.base, quantity
+    elif quote_amount is not None:
+        if quote_budget_units(spec=spec, amount=quote_amount, taker_rate=rates.taker) < 1:
+            raise ServiceError("below_min_notional", "The quote amount is too small to buy anything.")
+        hold_currency, hold_amount = market.quote, quote_amount
+    else:
+        hold_currency = market.quote
+        hold_amount = buy_hold(price=price, quantity=quantity, rate=rates.highest, precision=market.quote.precision)
+    return _Checked(
+        market=market,
+        side=side,
+        type=type,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        price=price,
+        stop_price=stop_price,
+        quantity=quantity,
+        quote_amount=quote_amount,
+        maker_fee_rate=rates.maker,
+        taker_fee_rate=rates.taker,
+        hold_currency=hold_currency,
+        hold_amount=hold_amount,
+    )
+
+
+def _same_request(order: Order, checked: _Checked) -> bool:
+    return (order.market_id, order.side, order.type, order.price, order.stop_price, order.quantity) == (
+        checked.market.pk,
+        checked.side,
+        checked.type,
+        checked.price,
+        checked.stop_price,
+        checked.quantity,
+    ) and order.quote_amount == checked.quote_amount
+
+
+def _replay(order: Order, checked: _Checked | None) -> Placement:
+    if checked is not None and not _same_request(order, checked):
+        raise Conflict(
+            "client_order_id_conflict",
+            "This client_order_id was already used for a different order.",
+            details={"client_order_id": order.client_order_id, "order_id": order.pk},
+        )
+    return Placement(order, False)
+
+
+def order_event(order: Order) -> dict[str, Any]:
+    """The private-feed message for an order's new state."""
+    return {
+        "type": "order.update",
+        "order": {
+            "id": order.pk,
+            "client_order_id": order.client_order_id,
+            "market": order.market.symbol,
+            "side": order.side,
+            "type": order.type,
+            "status": order.status,
+            "filled_quantity": str(order.filled_quantity),
+            "filled_quote": str(order.filled_quote),
+            "fee_paid": str(order.fee_paid),
+            "reject_reason": order.reject_reason,
+        },
+    }
+
+
+@retry_on_deadlock
+def order_place_or_get(
+    *,
+    user: User,
+    market_symbol: str,
+    side: str,
+    type: str,
+    quantity: Decimal | None = None,
+    quote_amount: Decimal | None = None,
+    price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    post_only: bool = False,
+    client_order_id: str = "",
+) -> Placement:
+    """Validate, hold the funds and store the order ``pending`` for its market's matcher.
+
+    Returns the order and whether it is new: a ``client_order_id`` the user already used
+    returns that order (``client_order_id_conflict`` if it was a different order).
+    Rejections raise before anything is written or roll the whole placement back.
+    """
+    fields: dict[str, Any] = {
+        "side": side,
+        "type": type,
+        "time_in_force": time_in_force,
+        "post_only": post_only,
+        "price": price,
+        "stop_price": stop_price,
+        "quantity": quantity,
+        "quote_amount": quote_amount,
+    }
+    if client_order_id:
+        existing = Order.objects.select_related("market").filter(user=user, client_order_id=client_order_id).first()
+        if existing is not None:
+            return _replay(existing, _check_quietly(user, market_get(symbol=market_symbol), fields))
+    else:
+        client_order_id = uuid.uuid4().hex
+    market = market_get_open(symbol=market_symbol)
+    checked = _check(user=user, market=market, **fields)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    user=user,
+                    client_order_id=client_order_id,
+                    market=market,
+                    side=checked.side,
+                    type=checked.type,
+                    time_in_force=checked.time_in_force,
+                    post_only=checked.post_only,
+                    price=checked.price,
+                    stop_price=checked.stop_price,
+                    quantity=checked.quantity,
+                    quote_amount=checked.quote_amount,
+                    maker_fee_rate=checked.maker_fee_rate,
+                    taker_fee_rate=checked.taker_fee_rate,
+                    hold_currency=checked.hold_currency,
+                    hold_amount=checked.hold_amount,
+                    hold_left=checked.hold_amount,
+                    status=OrderStatus.PENDING,
+                )
+        except IntegrityError:  # a concurrent request with the same client_order_id won
+            existing = Order.objects.select_related("market").filter(user=user, client_order_id=client_order_id).first()
+            if existing is None:
+                raise
+            return _replay(existing, checked)
+        funds_hold(
+            user=user,
+            currency=checked.hold_currency,
+            amount=checked.hold_amount,
+            reference=f"order:{order.pk}",
+            idempotency_key=f"order-hold:{order.pk}",
+        )
+        broadcast_after_commit(user_group(user.pk), order_event(order))
+    return Placement(order, True)
+
+
+def _check_quietly(user: User, market: Market, fields: dict[str, Any]) -> _Checked | None:
+    """The replayed request, checked as a new one would be; None if it no longer passes
+    (a replay answers with the stored order even after, say, the price moved)."""
+    try:
+        return _check(user=user, market=market, **fields)
+    except ServiceError:
+        return None
+
+
+def order_place(**kwargs: Any) -> Order:
+    """Place an order (see ``order_place_or_get``); returns the order."""
+    return order_place_or_get(**kwargs).order
+
+
+def orders_place_batch(*, user: User, orders: list[dict[str, Any]]) -> list[Placement | ServiceError]:
+    """Place up to ``BATCH_MAX`` orders, each on its own: one transaction per order, so
+    a rejected order leaves nothing behind and does not affect the others."""
+    if len(orders) > BATCH_MAX:
+        raise ServiceError("batch_too_large", f"A batch holds at most {BATCH_MAX} orders.")
+    results: list[Placement | ServiceError] = []
+    for spec in orders:
+        try:
+            results.append(order_place_or_get(user=user, **spec))
+        except ServiceError as exc:
+            results.append(exc)
+    return results
+
+
+# --- Cancel requests ------------------------------------------------------------------
+
+
+def order_get_own(*, user: User, order_id: int) -> Order:
+    """The user's order; ``order_not_found`` (404) for a missing order and for anyone
+    else's alike, so the answer never reveals that an id exists."""
+    order = Order.objects.select_related("market").filter(pk=order_id, user=user).first()
+    if order is None:
+        raise NotFound("order_not_found", "No such order.")
+    return order
+
+
+def order_cancel(*, user: User, order_id: int) -> Order:
+    """Ask the matcher to cancel the order. ``order_not_found`` (404) when it is not the
+    user's; ``order_not_cancellable`` (409) when it is filled, cancelled, rejected or expired."""
+    order = order_get_own(user=user, order_id=order_id)
+    updated = Order.objects.filter(pk=order.pk, status__in=LIVE_STATUSES).update(
+        cancel_requested=True, updated_at=timezone.now()
+    )
+    order.refresh_from_db()
+    if not updated:
+        raise Conflict(
+            "order_not_cancellable",
+            f"The order is {order.status}: it cannot be cancelled.",
+            details={"status": order.status},
+        )
+    return order
+
+
+def orders_cancel_all(*, user: User, market_symbol: str | None = None) -> list[int]:
+    """Ask the matcher to cancel every live order of the user (in one market, or all);
+    returns their ids."""
+    live = Order.objects.filter(user=user, status__in=LIVE_STATUSES, cancel_requested=False)
+    if market_symbol:
+        live = live.filter(market=market_get(symbol=market_symbol))
+    with transaction.atomic():
+        ids = list(live.order_by("pk").values_list("pk", flat=True))
+        Order.objects.filter(pk__in=ids, status__in=LIVE_STATUSES).update(
+            cancel_requested=True, updated_at=timezone.now()
+        )
+    return ids

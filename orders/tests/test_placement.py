@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Market, Order
+from orders.tests.conftest import balance
+from wallets.models import AccountKind, JournalEntry
+
+URL = "/api/v1/orders"
+
+
+def limit(**overrides):
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "2000", "quantity": "1.5"}
+    body.update(overrides)
+    return body
+
+
+def test_limit_buy_holds_quote_plus_the_highest_fee(alice_client, alice, usdt):
+    response = alice_client.post(URL, limit(client_order_id="a-1"))
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "pending"
+    assert (body["price"], body["quantity"], body["filled_quantity"], body["fee_currency"]) == (
+        "2000",
+        "1.5",
+        "0",
+        "USDT",
+    )
+    order = Order.objects.get(pk=body["id"])
+    assert order.hold_amount == order.hold_left == Decimal("3006")  # 3000 x 1.002
+    assert balance(alice, usdt) == Decimal("100000") - Decimal("3006")
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+    entry = JournalEntry.objects.get(idempotency_key=f"order-hold:{order.pk}")
+    assert entry.reference == f"order:{order.pk}"
+
+
+def test_limit_sell_holds_base(alice_client, alice, eth):
+    response = alice_client.post(URL, limit(side="sell", quantity="2"))
+    assert response.status_code == 201
+    assert balance(alice, eth, AccountKind.LOCKED) == Decimal(2)
+    assert Order.objects.get().hold_currency == eth
+
+
+def test_market_buy_by_quote_amount_holds_that_amount(alice_client, alice, usdt):
+    response = alice_client.post(URL, {"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "100"})
+    assert response.status_code == 201, response.json()
+    assert response.json()["time_in_force"] == "ioc"
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal(100)
+
+
+def test_market_buy_by_quantity_holds_as_a_limit_at_the_protection_price(alice_client, alice, usdt):
+    response = alice_client.post(URL, {"market": "ETH-USDT", "side": "buy", "type": "market", "quantity": "1"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "protection_price_required"
+    response = alice_client.post(
+        URL, {"market": "ETH-USDT", "side": "buy", "type": "market", "quantity": "1", "price": "2100"}
+    )
+    assert response.status_code == 201
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("2104.2")
+
+
+def test_stop_limit_is_stored_pending_and_holds_as_its_limit(alice_client, alice, usdt):
+    response = alice_client.post(URL, limit(type="stop-limit", stop_price="2100", price="2110", quantity="1"))
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "pending"
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("2114.22")
+
+
+def test_repeated_client_order_id_returns_the_existing_order(alice_client, alice, usdt):
+    first = alice_client.post(URL, limit(client_order_id="same"))
+    second = alice_client.post(URL, limit(client_order_id="same"))
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert Order.objects.count() == 1
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+    different = alice_client.post(URL, limit(client_order_id="same", price="1999"))
+    assert different.status_code == 409
+    assert different.json()["code"] == "client_order_id_conflict"
+
+
+def test_client_order_ids_are_per_user(alice_client, bob_client):
+    assert alice_client.post(URL, limit(client_order_id="x")).status_code == 201
+    assert bob_client.post(URL, limit(client_order_id="x")).status_code == 201
+    assert Order.objects.count() == 2
+
+
+def test_fee_tier_lowers_the_hold(alice_client, alice, usdt, eth_usdt):
+    from django.contrib.auth.models import Group
+
+    from orders.models import FeeTier
+
+    vip = Group.objects.create(name="vip")
+    FeeTier.objects.create(group=vip, maker_fee_rate=Decimal("0.0005"), taker_fee_rate=Decimal("0.001"))
+    alice.groups.add(vip)
+    assert alice_client.post(URL, limit()).status_code == 201
+    order = Order.objects.get()
+    assert (order.maker_fee_rate, order.taker_fee_rate, order.hold_amount) == (
+        Decimal("0.0005"),
+        Decimal("0.001"),
+        Decimal("3003"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (limit(price="2000.001"), 400, "price_not_on_tick"),
+        (limit(quantity="0.00001"), 400, "quantity_not_on_lot"),
+        (limit(price="1", quantity="1"), 400, "below_min_notional"),
+        (limit(price="0.0000000000000000001"), 400, "price_max_decimal_places"),
+        (limit(market="DOGE-USDT"), 400, "unknown_market"),
+        (limit(quantity="1000"), 400, "insufficient_funds"),
+        (limit(side="sell", quantity="1000"), 400, "insufficient_funds"),
+        (limit(price=None), 400, "price_required"),
+        (limit(quantity=None), 400, "quantity_required"),
+        (limit(post_only=True, time_in_force="ioc"), 400, "post_only_requires_gtc"),
+        (limit(stop_price="2100"), 400, "stop_price_not_allowed"),
+        (limit(type="stop-limit"), 400, "stop_price_required"),
+        (limit(type="stop-limit", stop_price="2100.005"), 400, "stop_price_not_on_tick"),
+        (limit(price="-5"), 400, "price_not_positive"),
+        (limit(quantitiy="1"), 400, "unknown_field"),
+        ({"market": "ETH-USDT", "side": "buy", "type": "market"}, 400, "quantity_or_quote_amount"),
+        ({"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "5"}, 400, "below_min_notional"),
+        (
+            {"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "10.0000001"},
+            400,
+            "quote_amount_precision",
+        ),
+        ({"market": "ETH-USDT", "side": "sell", "type": "market", "quote_amount": "50"}, 400, "quantity_required"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(alice_client, unchanged, body, status, code):
+    body = {k: v for k, v in body.items() if v is not None}
+    with unchanged():
+        response = alice_client.post(URL, body)
+    assert response.status_code == status, response.json()
+    assert response.json()["code"] == code
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("market_status", "code"), [("halted", "market_halted"), ("cancel-only", "market_cancel_only")]
+)
+def test_closed_market_refuses_orders(alice_client, eth_usdt, unchanged, market_status, code):
+    Market.objects.filter(pk=eth_usdt.pk).update(status=market_status)
+    with unchanged():
+        response = alice_client.post(URL, limit())
+    assert (response.status_code, response.json()["code"]) == (409, code)
+
+
+def test_batch_places_each_order_on_its_own(alice_client, alice, usdt, unchanged):
+    response = alice_client.post(
+        URL + "/batch",
+        {"orders": [limit(client_order_id="b1"), limit(price="2000.001"), limit(quantity="9999"), {"market": 1}]},
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 400, 400]
+    assert results[0]["order"]["client_order_id"] == "b1"
+    assert [r["error"]["code"] for r in results[1:]] == ["price_not_on_tick", "insufficient_funds", "side_required"]
+    assert Order.objects.count() == 1
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+
+
+def test_batch_is_limited_to_fifty(alice_client, unchanged):
+    with unchanged():
+        response = alice_client.post(URL + "/batch", {"orders": [limit()] * 51})
+    assert response.status_code == 400
+    assert response.json()["code"] == "orders_max_length"
+
+
+def test_placement_needs_authentication(api_client, markets):
+    assert api_client.post(URL, limit()).status_code == 401

@@ -231,6 +231,12 @@ def test_holds_cannot_overdraw(alice, bob, usdt, unchanged_ledger, step):
 
 def _trades(buyers, sellers, usdt, btc, count):
     """Trade-like postings: the buyer pays USDT from locked, the seller BTC from locked."""
+    keys = [(u.pk, c.pk, k) for u in buyers + sellers for c in (usdt, btc) for k in (AVAILABLE, LOCKED)]
+    accounts = services.ledger_accounts_ensure(keys=keys)
+
+    def acc(user, currency, kind=AVAILABLE):
+        return accounts[(user.pk, currency.pk, kind)]
+
     postings = []
     for i in range(count):
         buyer, seller = buyers[i % len(buyers)], sellers[i % len(sellers)]
@@ -240,10 +246,10 @@ def _trades(buyers, sellers, usdt, btc, count):
                 reference=f"trade:{i}",
                 idempotency_key=f"trade:{i}",
                 legs=[
-                    Leg(account(buyer, usdt, LOCKED), Decimal("-10")),
-                    Leg(account(seller, usdt), Decimal("10")),
-                    Leg(account(seller, btc, LOCKED), Decimal("-0.001")),
-                    Leg(account(buyer, btc), Decimal("0.001")),
+                    Leg(acc(buyer, usdt, LOCKED), Decimal("-10")),
+                    Leg(acc(seller, usdt), Decimal("10")),
+                    Leg(acc(seller, btc, LOCKED), Decimal("-0.001")),
+                    Leg(acc(buyer, btc), Decimal("0.001")),
                 ],
             )
         )

@@ -109,9 +109,7 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 class ApiKeyCreateInput(InputSerializer):
     label = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKeyScope.choices), min_length=1, max_length=len(ApiKeyScope.values)
-    )
+    scopes = serializers.MultipleChoiceField(choices=ApiKeyScope.choices, allow_empty=False)
     ip_allowlist = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
     )

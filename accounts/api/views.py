@@ -20,6 +20,7 @@ from rest_framework_simplejwt.serializers import TokenBlacklistSerializer, Token
 
 from accounts import api_keys, otp, selectors, services
 from accounts.api import serializers as s
+from accounts.api.permissions import HasApiKeyScope
 from accounts.models import ApiKeyScope
 from kootabase.api.serializers import ErrorSerializer
 
@@ -30,7 +31,7 @@ OTP_ERRORS = dict.fromkeys((400, 401, 403, 409, 429), ErrorSerializer)
 class AnonymousView(APIView):
     """An endpoint that takes credentials in its body, not from the caller's session or token."""
 
-    permission_classes = [AllowAny]
+    permission_classes = [AllowAny, HasApiKeyScope]
     authentication_classes: list = []
 
     def get_authenticate_header(self, request: Request) -> str:
@@ -38,7 +39,7 @@ class AnonymousView(APIView):
 
 
 class RegisterView(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = [AllowAny, HasApiKeyScope]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "register"
 
@@ -55,7 +56,7 @@ class RegisterView(APIView):
 class CsrfView(APIView):
     """Sets the CSRF cookie a browser client echoes in ``X-CSRFToken`` on session writes."""
 
-    permission_classes = [AllowAny]
+    permission_classes = [AllowAny, HasApiKeyScope]
 
     @extend_schema(tags=["auth"], responses={200: s.CsrfOutput})
     @method_decorator(ensure_csrf_cookie)
@@ -77,7 +78,7 @@ class SessionLoginView(AnonymousView):
 
 
 class SessionLogoutView(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = [AllowAny, HasApiKeyScope]
 
     @extend_schema(tags=["auth"], request=None, responses={204: None})
     def post(self, request: Request) -> Response:

@@ -65,6 +65,7 @@ struct Level {
     i128 total;
     i64 price;
     Order *head, *tail;
+    PyObject *price_obj; /* cached int for Level/Trade events, created on first use */
 };
 
 typedef struct {
@@ -216,10 +217,12 @@ static Level *level_alloc(Book *b, i64 price) {
     l->total = 0;
     l->price = price;
     l->head = l->tail = NULL;
+    l->price_obj = NULL;
     return l;
 }
 
 static void level_free(Book *b, Level *l) {
+    Py_CLEAR(l->price_obj);
     if (b->n_free_levels == b->cap_free_levels) {
         Py_ssize_t cap = b->cap_free_levels ? b->cap_free_levels * 2 : 64;
         Level **arr = PyMem_Realloc(b->free_levels, cap * sizeof(Level *));
@@ -234,16 +237,18 @@ static void level_free(Book *b, Level *l) {
 
 static inline i64 side_key(int side, i64 price) { return side == BUY ? price : -price; }
 
-/* first index whose key >= key */
+/* first index whose key >= key (branchless lower bound) */
 static inline Py_ssize_t side_search(const Side *s, i64 key) {
-    Py_ssize_t lo = 0, hi = s->n;
+    Py_ssize_t n = s->n;
     /* activity clusters near the best level (the end): check it first */
-    if (hi && s->keys[hi - 1] < key) return hi;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) >> 1;
-        if (s->keys[mid] < key) lo = mid + 1; else hi = mid;
+    if (!n || s->keys[n - 1] < key) return n;
+    const i64 *base = s->keys;
+    while (n > 1) {
+        Py_ssize_t half = n >> 1;
+        base += (base[half] < key) ? half : 0;
+        n -= half;
     }
-    return lo;
+    return (base - s->keys) + (*base < key);
 }
 
 static Level *side_get_or_add(Book *b, Side *s, int side, i64 price) {
@@ -330,22 +335,51 @@ static PyObject *int128_to_py(i128 v) {
     return _PyLong_FromByteArray(bytes, 16, 1, 1);
 }
 
-static int emit_level(PyObject *ev, int side, i64 price, i128 total) {
-    PyTypeObject *tp = E_types[K_LEVEL];
-    PyObject *t = tp->tp_alloc(tp, 4);
-    if (!t) return -1;
-    PyObject *a = PyLong_FromLong(K_LEVEL), *s = PyLong_FromLong(side);
-    PyObject *p = PyLong_FromLongLong(price), *q = int128_to_py(total);
-    PyTuple_SET_ITEM(t, 0, a);
-    PyTuple_SET_ITEM(t, 1, s);
-    PyTuple_SET_ITEM(t, 2, p);
-    PyTuple_SET_ITEM(t, 3, q);
-    if (!a || !s || !p || !q) { Py_DECREF(t); return -1; }
-    return push(ev, t);
+/* an event from new references (stolen, NULL means an error already set) */
+static PyObject *event_from(int kind, int n, PyObject **items) {
+    PyTypeObject *tp = E_types[kind];
+    PyObject *t = NULL;
+    for (int i = 0; i < n; i++)
+        if (!items[i]) goto fail;
+    t = tp->tp_alloc(tp, n + 1);
+    if (!t) goto fail;
+    PyTuple_SET_ITEM(t, 0, PyLong_FromLong(kind)); /* small int: cannot fail */
+    for (int i = 0; i < n; i++) PyTuple_SET_ITEM(t, i + 1, items[i]);
+    return t;
+fail:
+    for (int i = 0; i < n; i++) Py_XDECREF(items[i]);
+    return NULL;
 }
 
-#define EMIT_LEVEL(side, price, total) \
-    do { if (emit_level(ev, (side), (price), (total)) < 0) return -1; } while (0)
+#define EMIT_OBJ(KIND, ...)                                                                 \
+    do {                                                                                    \
+        PyObject *o_[] = {__VA_ARGS__};                                                     \
+        if (push(ev, event_from(KIND, (int)(sizeof(o_) / sizeof(o_[0])), o_)) < 0) return -1; \
+    } while (0)
+
+/* a new reference to `o`, or a new int for `v` when `o` is NULL */
+static inline PyObject *OI(PyObject *o, i64 v) {
+    if (o) {
+        Py_INCREF(o);
+        return o;
+    }
+    return PyLong_FromLongLong(v);
+}
+#define INT(v) PyLong_FromLongLong(v)
+
+static inline PyObject *level_price(Level *l) {
+    if (!l->price_obj && !(l->price_obj = PyLong_FromLongLong(l->price))) return NULL;
+    Py_INCREF(l->price_obj);
+    return l->price_obj;
+}
+
+static int emit_level(PyObject *ev, int side, Level *l) {
+    PyObject *items[] = {PyLong_FromLong(side), level_price(l), int128_to_py(l->total)};
+    return push(ev, event_from(K_LEVEL, 3, items));
+}
+
+#define EMIT_LEVEL(side, l) \
+    do { if (emit_level(ev, (side), (l)) < 0) return -1; } while (0)
 
 /* ------------------------------------------------------------ book structure */
 
@@ -359,15 +393,15 @@ static Level *rest(Book *b, Order *o) {
     return l;
 }
 
-/* take a resting order out; returns the level's new total; frees the level if emptied */
-static i128 remove_order(Book *b, Order *o) {
+/* take a resting order out, emit its level's new total, drop the level if emptied */
+static int remove_order(Book *b, PyObject *ev, Order *o) {
     Level *l = o->level;
     unlink_order(o, l);
     l->total -= o->remaining;
     map_del(&b->orders, o->id);
-    i128 total = l->total;
+    int rc = emit_level(ev, o->side, l);
     if (!l->head) side_drop(b, o->side == BUY ? &b->bids : &b->asks, o->side, l);
-    return total;
+    return rc;
 }
 
 static int crosses(Book *b, int side, i64 price) {
@@ -396,8 +430,8 @@ static int fok_fillable(Book *b, int side, i64 limit, i64 qty, i64 owner, int st
 
 /* ------------------------------------------------------------ matching */
 
-static int take(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limit, i64 *rem_io, i64 *quote_io,
-                int by_quote, int stp, i64 *traded_out, int *why_out) {
+static int take(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side, i64 limit,
+                i64 *rem_io, i64 *quote_io, int by_quote, int stp, i64 *traded_out, int *why_out) {
     Side *opp = side == BUY ? &b->asks : &b->bids;
     int opp_side = side == BUY ? SELL : BUY;
     i64 rem = *rem_io, quote = *quote_io, traded = 0;
@@ -439,8 +473,9 @@ static int take(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limit, 
             o->filled += q;
             o->remaining -= q;
             {
-                const i64 v[] = {o->id, o->owner, oid, owner, side, p, q};
-                if (push(ev, make_event(K_TRADE, 7, v)) < 0) { err = 1; break; }
+                PyObject *items[] = {INT(o->id), INT(o->owner), OI(oid_o, oid), OI(owner_o, owner),
+                                     PyLong_FromLong(side), level_price(l), INT(q)};
+                if (push(ev, event_from(K_TRADE, 7, items)) < 0) { err = 1; break; }
             }
             if (o->remaining) {
                 const i64 v[] = {o->id, o->owner, o->filled, o->remaining, 0, 0};
@@ -458,7 +493,7 @@ static int take(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limit, 
             o = nxt;
         }
         if (err) return -1;
-        if (touched && emit_level(ev, opp_side, p, l->total) < 0) return -1;
+        if (touched && emit_level(ev, opp_side, l) < 0) return -1;
         if (!l->head) {
             opp->n--;
             level_free(b, l);
@@ -472,23 +507,27 @@ static int take(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limit, 
     return 0;
 }
 
-static int execute(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limit, i64 qty, int capped, i64 quote,
-                   int by_quote, int tif, int post_only, int stp, i64 filled) {
+/* oid_o, owner_o, price_o: the command's int objects for those values, or NULL */
+static int execute(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, PyObject *price_o,
+                   int side, i64 limit, i64 qty, int capped, i64 quote, int by_quote, int tif, int post_only, int stp,
+                   i64 filled) {
     if (tif == FOK && !fok_fillable(b, side, limit, qty, owner, stp)) {
-        EMIT(K_EXPIRED, oid, owner, filled, qty, 0, R_FOK);
+        EMIT_OBJ(K_EXPIRED, OI(oid_o, oid), OI(owner_o, owner), INT(filled), INT(qty), INT(0), INT(R_FOK));
         return 0;
     }
     i64 rem = qty, traded;
     int why;
-    if (take(b, ev, oid, owner, side, limit, &rem, &quote, by_quote, stp, &traded, &why) < 0) return -1;
+    if (take(b, ev, oid, owner, oid_o, owner_o, side, limit, &rem, &quote, by_quote, stp, &traded, &why) < 0)
+        return -1;
     filled += traded;
     i64 shown = capped ? rem : 0;
     if (why == WHY_SELF) {
-        EMIT(K_CANCELLED, oid, owner, filled, shown, quote, R_SELF);
+        EMIT_OBJ(K_CANCELLED, OI(oid_o, oid), OI(owner_o, owner), INT(filled), INT(shown), INT(quote), INT(R_SELF));
     } else if (rem == 0 || (why == WHY_BUDGET && traded)) {
-        EMIT(K_FILLED, oid, owner, filled, shown, quote, 0);
+        EMIT_OBJ(K_FILLED, OI(oid_o, oid), OI(owner_o, owner), INT(filled), INT(shown), INT(quote), INT(0));
     } else if (tif == GTC) {
-        if (traded) EMIT(K_PARTIALLY_FILLED, oid, owner, filled, rem, 0, 0);
+        if (traded)
+            EMIT_OBJ(K_PARTIALLY_FILLED, OI(oid_o, oid), OI(owner_o, owner), INT(filled), INT(rem), INT(0), INT(0));
         Order *o = order_alloc(b);
         if (!o) return -1;
         o->id = oid;
@@ -501,17 +540,21 @@ static int execute(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 limi
         o->stp = (unsigned char)stp;
         Level *l = rest(b, o);
         if (!l) { order_free(b, o); return -1; }
-        EMIT_LEVEL(side, limit, l->total);
+        if (price_o && !l->price_obj) {
+            Py_INCREF(price_o);
+            l->price_obj = price_o;
+        }
+        EMIT_LEVEL(side, l);
     } else {
-        EMIT(K_EXPIRED, oid, owner, filled, shown, quote, R_IOC);
+        EMIT_OBJ(K_EXPIRED, OI(oid_o, oid), OI(owner_o, owner), INT(filled), INT(shown), INT(quote), INT(R_IOC));
     }
     return 0;
 }
 
-static int execute_market(Book *b, PyObject *ev, i64 oid, i64 owner, int side, i64 qty, i64 quote, i64 protection,
-                          int stp) {
-    return execute(b, ev, oid, owner, side, protection, qty ? qty : I64_MAX_, qty != 0, quote, quote > 0, IOC, 0, stp,
-                   0);
+static int execute_market(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side,
+                          i64 qty, i64 quote, i64 protection, int stp) {
+    return execute(b, ev, oid, owner, oid_o, owner_o, NULL, side, protection, qty ? qty : I64_MAX_, qty != 0, quote,
+                   quote > 0, IOC, 0, stp, 0);
 }
 
 static void stop_remove_at(Book *b, Py_ssize_t i) {
@@ -546,11 +589,11 @@ static int fire_stops(Book *b, PyObject *ev) {
             rc = push(ev, make_event(K_TRIGGERED, 4, v));
             if (rc == 0) {
                 if (s->limit_price)
-                    rc = execute(b, ev, s->id, s->owner, (int)s->side, s->limit_price, s->qty, 1, 0, 0, (int)s->tif, 0,
-                                 (int)s->stp, 0);
+                    rc = execute(b, ev, s->id, s->owner, NULL, NULL, NULL, (int)s->side, s->limit_price, s->qty, 1, 0, 0,
+                                 (int)s->tif, 0, (int)s->stp, 0);
                 else
-                    rc = execute_market(b, ev, s->id, s->owner, (int)s->side, s->qty, s->quote, s->protection,
-                                        (int)s->stp);
+                    rc = execute_market(b, ev, s->id, s->owner, NULL, NULL, (int)s->side, s->qty, s->quote,
+                                        s->protection, (int)s->stp);
             }
             PyMem_Free(s);
         }
@@ -586,7 +629,7 @@ static inline int is_live(Book *b, i64 id) { return map_get(&b->orders, id) || m
 static inline int valid_stp(i64 s) { return s >= STP_CANCEL_MAKER && s <= STP_CANCEL_BOTH; }
 static inline int valid_tif(i64 t) { return t >= GTC && t <= FOK; }
 
-static int cmd_limit(Book *b, PyObject *ev, const i64 *f) {
+static int cmd_limit(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], owner = f[2], side = f[3], price = f[4], qty = f[5], tif = f[6], post_only = f[7], stp = f[8];
     int reason = 0;
     if (side != BUY && side != SELL) reason = R_SIDE;
@@ -596,26 +639,27 @@ static int cmd_limit(Book *b, PyObject *ev, const i64 *f) {
     else if (!valid_stp(stp)) reason = R_STP;
     else if (is_live(b, oid)) reason = R_DUP;
     else if (post_only && crosses(b, (int)side, price)) reason = R_POST_ONLY;
-    if (reason) { EMIT(K_REJECTED, oid, reason); return 0; }
-    EMIT(K_ACCEPTED, oid, owner, side);
+    if (reason) { EMIT_OBJ(K_REJECTED, OI(o[1], 0), INT(reason)); return 0; }
+    EMIT_OBJ(K_ACCEPTED, OI(o[1], 0), OI(o[2], 0), OI(o[3], 0));
     i64 before = b->last_price;
-    if (execute(b, ev, oid, owner, (int)side, price, qty, 1, 0, 0, (int)tif, post_only != 0, (int)stp, 0) < 0)
+    if (execute(b, ev, oid, owner, o[1], o[2], o[4], (int)side, price, qty, 1, 0, 0, (int)tif, post_only != 0,
+                (int)stp, 0) < 0)
         return -1;
     if (b->last_price != before && b->n_stops) return fire_stops(b, ev);
     return 0;
 }
 
-static int cmd_market(Book *b, PyObject *ev, const i64 *f) {
+static int cmd_market(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], owner = f[2], side = f[3], qty = f[4], quote = f[5], protection = f[6], stp = f[7];
     int reason = 0;
     if (side != BUY && side != SELL) reason = R_SIDE;
     else if (qty == 0 && quote == 0) reason = R_QTY;
     else if (!valid_stp(stp)) reason = R_STP;
     else if (is_live(b, oid)) reason = R_DUP;
-    if (reason) { EMIT(K_REJECTED, oid, reason); return 0; }
-    EMIT(K_ACCEPTED, oid, owner, side);
+    if (reason) { EMIT_OBJ(K_REJECTED, OI(o[1], 0), INT(reason)); return 0; }
+    EMIT_OBJ(K_ACCEPTED, OI(o[1], 0), OI(o[2], 0), OI(o[3], 0));
     i64 before = b->last_price;
-    if (execute_market(b, ev, oid, owner, (int)side, qty, quote, protection, (int)stp) < 0) return -1;
+    if (execute_market(b, ev, oid, owner, o[1], o[2], (int)side, qty, quote, protection, (int)stp) < 0) return -1;
     if (b->last_price != before && b->n_stops) return fire_stops(b, ev);
     return 0;
 }
@@ -636,7 +680,7 @@ static int add_stop(Book *b, const Stop *src) {
     return 0;
 }
 
-static int cmd_stop(Book *b, PyObject *ev, const i64 *f) {
+static int cmd_stop(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     Stop s = {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]};
     int reason = 0;
     i64 last = b->last_price;
@@ -649,23 +693,20 @@ static int cmd_stop(Book *b, PyObject *ev, const i64 *f) {
     else if (is_live(b, s.id)) reason = R_DUP;
     else if (last && (s.trigger == TRIGGER_ABOVE ? last >= s.stop_price : last <= s.stop_price))
         reason = R_STOP_TRIGGER;
-    if (reason) { EMIT(K_REJECTED, s.id, reason); return 0; }
-    EMIT(K_ACCEPTED, s.id, s.owner, s.side);
+    if (reason) { EMIT_OBJ(K_REJECTED, OI(o[1], 0), INT(reason)); return 0; }
+    EMIT_OBJ(K_ACCEPTED, OI(o[1], 0), OI(o[2], 0), OI(o[3], 0));
     return add_stop(b, &s);
 }
 
-static int cmd_cancel(Book *b, PyObject *ev, const i64 *f) {
+static int cmd_cancel(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1];
-    Order *o = map_get(&b->orders, oid);
-    if (o) {
-        int side = o->side;
-        i64 price = o->price;
-        i128 total = remove_order(b, o);
-        const i64 v[] = {oid, o->owner, o->filled, o->remaining, 0, R_USER};
-        order_free(b, o);
-        if (push(ev, make_event(K_CANCELLED, 6, v)) < 0) return -1;
-        EMIT_LEVEL(side, price, total);
-        return 0;
+    Order *r = map_get(&b->orders, oid);
+    if (r) {
+        PyObject *items[] = {OI(o[1], 0), INT(r->owner), INT(r->filled), INT(r->remaining), INT(0), INT(R_USER)};
+        if (push(ev, event_from(K_CANCELLED, 6, items)) < 0) return -1;
+        int rc = remove_order(b, ev, r);
+        order_free(b, r);
+        return rc;
     }
     Stop *s = map_get(&b->stop_ids, oid);
     if (s) {
@@ -673,51 +714,56 @@ static int cmd_cancel(Book *b, PyObject *ev, const i64 *f) {
         for (Py_ssize_t i = 0; i < b->n_stops; i++) {
             if (b->stops[i] == s) { stop_remove_at(b, i); break; }
         }
-        const i64 v[] = {oid, s->owner, 0, s->qty, s->quote, R_USER};
+        PyObject *items[] = {OI(o[1], 0), INT(s->owner), INT(0), INT(s->qty), INT(s->quote), INT(R_USER)};
         PyMem_Free(s);
-        return push(ev, make_event(K_CANCELLED, 6, v));
+        return push(ev, event_from(K_CANCELLED, 6, items));
     }
-    EMIT(K_REJECTED, oid, R_UNKNOWN);
+    EMIT_OBJ(K_REJECTED, OI(o[1], 0), INT(R_UNKNOWN));
     return 0;
 }
 
-static int cmd_amend(Book *b, PyObject *ev, const i64 *f) {
+static int cmd_amend(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], price = f[2], qty = f[3];
-    Order *o = map_get(&b->orders, oid);
+    Order *r = map_get(&b->orders, oid);
     int reason = 0;
-    if (!o) reason = map_get(&b->stop_ids, oid) ? R_NOT_AMENDABLE : R_UNKNOWN;
+    if (!r) reason = map_get(&b->stop_ids, oid) ? R_NOT_AMENDABLE : R_UNKNOWN;
     else if (price < 1) reason = R_PRICE;
-    else if (qty <= o->filled) reason = R_QTY;
-    else if (o->post_only && price != o->price && crosses(b, o->side, price)) reason = R_POST_ONLY;
-    if (reason) { EMIT(K_REJECTED, oid, reason); return 0; }
-    Level *l = o->level;
-    i64 new_remaining = qty - o->filled;
-    int side = o->side;
-    if (price == o->price) {
-        if (new_remaining <= o->remaining) {
-            i64 delta = o->remaining - new_remaining;
+    else if (qty <= r->filled) reason = R_QTY;
+    else if (r->post_only && price != r->price && crosses(b, r->side, price)) reason = R_POST_ONLY;
+    if (reason) { EMIT_OBJ(K_REJECTED, OI(o[1], 0), INT(reason)); return 0; }
+    Level *l = r->level;
+    i64 new_remaining = qty - r->filled;
+    int side = r->side;
+    if (price == r->price) {
+        if (new_remaining <= r->remaining) {
+            i64 delta = r->remaining - new_remaining;
             l->total -= delta;
-            o->remaining = new_remaining;
-            EMIT(K_AMENDED, oid, o->owner, side, price, qty, new_remaining, 1);
-            if (delta) EMIT_LEVEL(side, price, l->total);
+            r->remaining = new_remaining;
+            EMIT_OBJ(K_AMENDED, OI(o[1], 0), INT(r->owner), PyLong_FromLong(side), OI(o[2], 0), OI(o[3], 0),
+                     INT(new_remaining), INT(1));
+            if (delta) EMIT_LEVEL(side, l);
             return 0;
         }
-        unlink_order(o, l);
-        l->total += new_remaining - o->remaining;
-        o->remaining = new_remaining;
-        link_order(o, l);
-        EMIT(K_AMENDED, oid, o->owner, side, price, qty, new_remaining, 0);
-        EMIT_LEVEL(side, price, l->total);
+        unlink_order(r, l);
+        l->total += new_remaining - r->remaining;
+        r->remaining = new_remaining;
+        link_order(r, l);
+        EMIT_OBJ(K_AMENDED, OI(o[1], 0), INT(r->owner), PyLong_FromLong(side), OI(o[2], 0), OI(o[3], 0),
+                 INT(new_remaining), INT(0));
+        EMIT_LEVEL(side, l);
         return 0;
     }
-    i64 owner = o->owner, old_price = o->price, filled = o->filled;
-    int post_only = o->post_only, stp = o->stp;
-    i128 total = remove_order(b, o);
-    order_free(b, o);
-    EMIT(K_AMENDED, oid, owner, side, price, qty, new_remaining, 0);
-    EMIT_LEVEL(side, old_price, total);
+    i64 owner = r->owner, filled = r->filled;
+    int post_only = r->post_only, stp = r->stp;
+    EMIT_OBJ(K_AMENDED, OI(o[1], 0), INT(owner), PyLong_FromLong(side), OI(o[2], 0), OI(o[3], 0), INT(new_remaining),
+             INT(0));
+    int rc = remove_order(b, ev, r);
+    order_free(b, r);
+    if (rc < 0) return -1;
     i64 before = b->last_price;
-    if (execute(b, ev, oid, owner, side, price, new_remaining, 1, 0, 0, GTC, post_only, stp, filled) < 0) return -1;
+    if (execute(b, ev, oid, owner, o[1], NULL, o[2], side, price, new_remaining, 1, 0, 0, GTC, post_only, stp,
+                filled) < 0)
+        return -1;
     if (b->last_price != before && b->n_stops) return fire_stops(b, ev);
     return 0;
 }
@@ -726,7 +772,7 @@ static int cmd_amend(Book *b, PyObject *ev, const i64 *f) {
 
 static PyObject *Book_apply(Book *b, PyObject *cmd) {
     PyTypeObject *tp = Py_TYPE(cmd);
-    int (*handler)(Book *, PyObject *, const i64 *);
+    int (*handler)(Book *, PyObject *, const i64 *, PyObject *const *);
     Py_ssize_t n;
     if (tp == C_PlaceLimit) { handler = cmd_limit; n = 9; }
     else if (tp == C_Amend) { handler = cmd_amend; n = 4; }
@@ -747,12 +793,12 @@ static PyObject *Book_apply(Book *b, PyObject *cmd) {
     PyObject *ev = PyList_New(0);
     if (!ev) return NULL;
     if (f[0] <= b->last_seq) {
-        const i64 v[] = {f[1], R_SEQ};
-        if (push(ev, make_event(K_REJECTED, 2, v)) < 0) { Py_DECREF(ev); return NULL; }
+        PyObject *items[] = {OI(PyTuple_GET_ITEM(cmd, 1), 0), INT(R_SEQ)};
+        if (push(ev, event_from(K_REJECTED, 2, items)) < 0) { Py_DECREF(ev); return NULL; }
         return ev;
     }
     b->last_seq = f[0];
-    if (handler(b, ev, f) < 0) { Py_DECREF(ev); return NULL; }
+    if (handler(b, ev, f, &PyTuple_GET_ITEM(cmd, 0)) < 0) { Py_DECREF(ev); return NULL; }
     return ev;
 }
 
@@ -924,7 +970,10 @@ static PyObject *Book_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 }
 
 static void free_side(Side *s) {
-    for (Py_ssize_t i = 0; i < s->n; i++) PyMem_Free(s->levels[i]);
+    for (Py_ssize_t i = 0; i < s->n; i++) {
+        Py_CLEAR(s->levels[i]->price_obj);
+        PyMem_Free(s->levels[i]);
+    }
     PyMem_Free(s->levels);
     PyMem_Free(s->keys);
 }

@@ -93,3 +93,9 @@ def unchanged():
         assert world_state() == before
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def _private_var_dir(settings, tmp_path):
+    """Matcher lock files of the tests live apart from a running development instance."""
+    settings.VAR_DIR = tmp_path

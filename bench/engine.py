@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import random
 import sys
@@ -247,8 +248,8 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 def measure(make_book: Callable[[], Any], warmup: list[Any], cmds: list[Any], repeat: int) -> dict[str, float]:
-    perf = time.perf_counter
-    best = float("inf")
+    perf, cpu = time.perf_counter, time.process_time
+    best = best_cpu = float("inf")
     events = 0
     for _ in range(repeat):
         book = make_book()
@@ -257,10 +258,11 @@ def measure(make_book: Callable[[], Any], warmup: list[Any], cmds: list[Any], re
         apply = book.apply
         gc.collect()
         gc.freeze()
-        t0 = perf()
+        t0, c0 = perf(), cpu()
         for c in cmds:
             apply(c)
         best = min(best, perf() - t0)
+        best_cpu = min(best_cpu, cpu() - c0)
         gc.unfreeze()
     # latency pass: same stream, each call timed
     book = make_book()
@@ -280,6 +282,7 @@ def measure(make_book: Callable[[], Any], warmup: list[Any], cmds: list[Any], re
     lat.sort()
     return {
         "commands_per_s": len(cmds) / best,
+        "commands_per_cpu_s": len(cmds) / best_cpu,
         "p50_us": percentile(lat, 0.50) / 1000,
         "p99_us": percentile(lat, 0.99) / 1000,
         "p999_us": percentile(lat, 0.999) / 1000,
@@ -355,11 +358,14 @@ def measure_lightmatchingengine(warmup: list[Any], cmds: list[Any]) -> dict[str,
                 apply(c)
         return time.perf_counter() - t0, lat
 
+    c0 = time.process_time()
     elapsed, _ = run(False)
+    cpu = time.process_time() - c0
     _, lat = run(True)
     lat.sort()
     return {
         "commands_per_s": len(cmds) / elapsed,
+        "commands_per_cpu_s": len(cmds) / cpu,
         "p50_us": percentile(lat, 0.50) / 1000,
         "p99_us": percentile(lat, 0.99) / 1000,
         "p999_us": percentile(lat, 0.999) / 1000,
@@ -398,30 +404,35 @@ def main() -> None:
                 assert b.apply(c) == first, c
 
     print()
-    print("| engine | stream | commands/s | p50 µs | p99 µs | p99.9 µs | events/cmd | bytes/resting order |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print()
+    print(
+        "| engine | stream | commands/s (wall) | commands/s (CPU time) | p50 µs | p99 µs | p99.9 µs "
+        "| events/cmd | bytes/resting order |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     pc_warm, pc_cmds = place_cancel_stream(min(args.commands, 300_000), args.seed)
     for name, make in engines:
         r = measure(make, warmup, cmds, args.repeat)
         mem = memory_per_order(make, args.memory_orders) if args.memory_orders else float("nan")
-        print(
-            f"| {name} | exchange mix | {r['commands_per_s']:,.0f} | {r['p50_us']:.2f} | {r['p99_us']:.2f} "
-            f"| {r['p999_us']:.2f} | {r['events_per_command']:.2f} | {mem:.0f} |"
-        )
+        print(row(name, "exchange mix", r, f"{mem:.0f}"))
         r = measure(make, pc_warm, pc_cmds, args.repeat)
-        print(
-            f"| {name} | place/cancel | {r['commands_per_s']:,.0f} | {r['p50_us']:.2f} | {r['p99_us']:.2f} "
-            f"| {r['p999_us']:.2f} | {r['events_per_command']:.2f} | |"
-        )
+        print(row(name, "place/cancel", r, ""))
     peer = measure_lightmatchingengine(pc_warm, pc_cmds)
     if peer is None:
         print("| lightmatchingengine | place/cancel | not installed (pip install -r bench/requirements.txt) |")
     else:
-        print(
-            f"| lightmatchingengine 2019.1.4 (PyPI) | place/cancel | {peer['commands_per_s']:,.0f} "
-            f"| {peer['p50_us']:.2f} | {peer['p99_us']:.2f} | {peer['p999_us']:.2f} | n/a | |"
-        )
+        print(row("lightmatchingengine 2019.1.4 (PyPI)", "place/cancel", peer, ""))
     print(f"\ntimer overhead per timed call: ~{_timer_overhead() / 1000:.2f} µs (included in latencies)")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+def row(name: str, stream: str, r: dict[str, float], mem: str) -> str:
+    events = f"{r['events_per_command']:.2f}" if "events_per_command" in r else "n/a"
+    return (
+        f"| {name} | {stream} | {r['commands_per_s']:,.0f} | {r['commands_per_cpu_s']:,.0f} | {r['p50_us']:.2f} "
+        f"| {r['p99_us']:.2f} | {r['p999_us']:.2f} | {events} | {mem} |"
+    )
 
 
 if __name__ == "__main__":

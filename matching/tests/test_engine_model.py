@@ -157,6 +157,8 @@ class InvariantChecker:
     book: Any
     orders: dict[int, Tracked] = field(default_factory=dict)
     depth: dict[tuple[int, int], int] = field(default_factory=dict)
+    arrival: dict[int, int] = field(default_factory=dict)  # when each resting order took its place
+    clock: int = 0
 
     def accepted(self, cmd: Any) -> Tracked:
         if isinstance(cmd, PlaceLimit):
@@ -171,20 +173,25 @@ class InvariantChecker:
     def check(self, cmd: Any, events: list[Any]) -> None:
         taker: int | None = None
         traded_in_cmd: dict[int, int] = defaultdict(int)
+        entered: list[int] = []  # orders that may have taken a new place in the queue, in order
         for ev in events:
             kind = ev[0]
             if kind == K.ACCEPTED:
                 assert ev.order_id not in self.orders or self.orders[ev.order_id].done
                 self.orders[ev.order_id] = self.accepted(cmd)
                 taker = ev.order_id
+                entered.append(taker)
             elif kind == K.TRIGGERED:
                 taker = ev.order_id
+                entered.append(taker)
             elif kind == K.AMENDED:
                 t = self.orders[ev.order_id]
                 t.qty = ev.qty
                 t.price = ev.price
                 assert ev.qty == ev.remaining + t.traded
                 taker = ev.order_id
+                if not ev.kept_priority:
+                    entered.append(taker)
             elif kind == K.TRADE:
                 maker, tk = self.orders[ev.maker_order_id], self.orders[ev.taker_order_id]
                 assert ev.taker_order_id == taker, "only the incoming order takes"
@@ -226,10 +233,13 @@ class InvariantChecker:
         bids, asks = self.book.depth(10_000)
         assert {(BUY, p): q for p, q in bids} | {(SELL, p): q for p, q in asks} == self.depth
         # price, then time priority; resting orders conserve quantity
+        for oid in entered:
+            self.clock += 1
+            self.arrival[oid] = self.clock
         for side in (BUY, SELL):
             resting = self.book.resting_orders(side)
-            keys = [(-r.price if side == BUY else r.price) for r in resting]
-            assert keys == sorted(keys)
+            keys = [((-r.price if side == BUY else r.price), self.arrival[r.order_id]) for r in resting]
+            assert keys == sorted(keys), "price, then time priority"
             for r in resting:
                 t = self.orders[r.order_id]
                 assert not t.done and r.price == t.price

@@ -261,3 +261,20 @@ def test_every_view_that_takes_api_keys_checks_their_scopes():
         if takes_keys and not checks:
             missing.append(f"{route} ({view.__name__})")
     assert missing == []
+
+
+def test_the_worked_example_in_docs_api_md_is_right():
+    from pathlib import Path
+
+    from accounts.api_keys import sign
+
+    signature = sign(
+        secret="R2x5dWlrX2V4YW1wbGVfc2VjcmV0X25vdF9yZWFsXzA",
+        method="PATCH",
+        path="/api/v1/me",
+        query="",
+        expires=1767225630000,
+        body='{"name": "Grid bot owner"}',
+    )
+    assert signature == "f8c169083bf0c62bc0f4f73624f85d64d771d24bfffbf47401e748dc98240e45"
+    assert signature in (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()

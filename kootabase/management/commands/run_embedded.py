@@ -25,7 +25,7 @@ from kootabase.management.commands.demo_data import seed_all
 def background_processes() -> dict[str, list[str]]:
     """The worker processes that run beside the web server, by name."""
     python = sys.executable
-    return {
+    processes = {
         "celery worker + beat": [
             python,
             "-m",
@@ -44,6 +44,14 @@ def background_processes() -> dict[str, list[str]]:
             str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
         ],
     }
+    # One single-writer matcher process for every active market (see docs/orders.md).
+    from orders.models import Market
+
+    symbols = list(Market.objects.filter(status=Market.Status.ACTIVE).values_list("symbol", flat=True))
+    if symbols:
+        markets = [arg for symbol in symbols for arg in ("--market", symbol)]
+        processes["matcher"] = [python, str(Path(settings.BASE_DIR) / "manage.py"), "run_matcher", *markets]
+    return processes
 
 
 class Command(BaseCommand):

@@ -105,6 +105,9 @@ typedef struct {
     Block *blocks;
     Level **free_levels;
     Py_ssize_t n_free_levels, cap_free_levels;
+    PyObject **ev_items; /* reused event buffer */
+    Py_ssize_t ev_cap;
+    int busy;
 } Book;
 
 /* ------------------------------------------------------------ id map */
@@ -300,9 +303,29 @@ static inline void unlink_order(Order *o, Level *l) {
 
 /* ------------------------------------------------------------ events */
 
-static inline int push(PyObject *ev, PyObject *t) {
+/* Events of the command being applied; turned into a list at the end. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t n, cap;
+} EvBuf;
+
+/* append a new reference (stolen); NULL means an error is already set */
+static inline int push(EvBuf *ev, PyObject *t) {
     if (!t) return -1;
-    int r = PyList_Append(ev, t);
+    if (ev->n == ev->cap) {
+        Py_ssize_t cap = ev->cap * 2;
+        PyObject **items = PyMem_Realloc(ev->items, cap * sizeof(PyObject *));
+        if (!items) { Py_DECREF(t); PyErr_NoMemory(); return -1; }
+        ev->items = items;
+        ev->cap = cap;
+    }
+    ev->items[ev->n++] = t;
+    return 0;
+}
+
+static inline int list_push(PyObject *list, PyObject *t) {
+    if (!t) return -1;
+    int r = PyList_Append(list, t);
     Py_DECREF(t);
     return r;
 }
@@ -373,7 +396,7 @@ static inline PyObject *level_price(Level *l) {
     return l->price_obj;
 }
 
-static int emit_level(PyObject *ev, int side, Level *l) {
+static int emit_level(EvBuf *ev, int side, Level *l) {
     PyObject *items[] = {PyLong_FromLong(side), level_price(l), int128_to_py(l->total)};
     return push(ev, event_from(K_LEVEL, 3, items));
 }
@@ -394,7 +417,7 @@ static Level *rest(Book *b, Order *o) {
 }
 
 /* take a resting order out, emit its level's new total, drop the level if emptied */
-static int remove_order(Book *b, PyObject *ev, Order *o) {
+static int remove_order(Book *b, EvBuf *ev, Order *o) {
     Level *l = o->level;
     unlink_order(o, l);
     l->total -= o->remaining;
@@ -430,7 +453,7 @@ static int fok_fillable(Book *b, int side, i64 limit, i64 qty, i64 owner, int st
 
 /* ------------------------------------------------------------ matching */
 
-static int take(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side, i64 limit,
+static int take(Book *b, EvBuf *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side, i64 limit,
                 i64 *rem_io, i64 *quote_io, int by_quote, int stp, i64 *traded_out, int *why_out) {
     Side *opp = side == BUY ? &b->asks : &b->bids;
     int opp_side = side == BUY ? SELL : BUY;
@@ -508,7 +531,7 @@ static int take(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyOb
 }
 
 /* oid_o, owner_o, price_o: the command's int objects for those values, or NULL */
-static int execute(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, PyObject *price_o,
+static int execute(Book *b, EvBuf *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, PyObject *price_o,
                    int side, i64 limit, i64 qty, int capped, i64 quote, int by_quote, int tif, int post_only, int stp,
                    i64 filled) {
     if (tif == FOK && !fok_fillable(b, side, limit, qty, owner, stp)) {
@@ -551,7 +574,7 @@ static int execute(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, P
     return 0;
 }
 
-static int execute_market(Book *b, PyObject *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side,
+static int execute_market(Book *b, EvBuf *ev, i64 oid, i64 owner, PyObject *oid_o, PyObject *owner_o, int side,
                           i64 qty, i64 quote, i64 protection, int stp) {
     return execute(b, ev, oid, owner, oid_o, owner_o, NULL, side, protection, qty ? qty : I64_MAX_, qty != 0, quote,
                    quote > 0, IOC, 0, stp, 0);
@@ -562,7 +585,7 @@ static void stop_remove_at(Book *b, Py_ssize_t i) {
     b->n_stops--;
 }
 
-static int fire_stops(Book *b, PyObject *ev) {
+static int fire_stops(Book *b, EvBuf *ev) {
     while (b->n_stops) {
         i64 last = b->last_price;
         Py_ssize_t n = 0;
@@ -629,7 +652,7 @@ static inline int is_live(Book *b, i64 id) { return map_get(&b->orders, id) || m
 static inline int valid_stp(i64 s) { return s >= STP_CANCEL_MAKER && s <= STP_CANCEL_BOTH; }
 static inline int valid_tif(i64 t) { return t >= GTC && t <= FOK; }
 
-static int cmd_limit(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
+static int cmd_limit(Book *b, EvBuf *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], owner = f[2], side = f[3], price = f[4], qty = f[5], tif = f[6], post_only = f[7], stp = f[8];
     int reason = 0;
     if (side != BUY && side != SELL) reason = R_SIDE;
@@ -649,7 +672,7 @@ static int cmd_limit(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     return 0;
 }
 
-static int cmd_market(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
+static int cmd_market(Book *b, EvBuf *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], owner = f[2], side = f[3], qty = f[4], quote = f[5], protection = f[6], stp = f[7];
     int reason = 0;
     if (side != BUY && side != SELL) reason = R_SIDE;
@@ -680,7 +703,7 @@ static int add_stop(Book *b, const Stop *src) {
     return 0;
 }
 
-static int cmd_stop(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
+static int cmd_stop(Book *b, EvBuf *ev, const i64 *f, PyObject *const *o) {
     Stop s = {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]};
     int reason = 0;
     i64 last = b->last_price;
@@ -698,7 +721,7 @@ static int cmd_stop(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     return add_stop(b, &s);
 }
 
-static int cmd_cancel(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
+static int cmd_cancel(Book *b, EvBuf *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1];
     Order *r = map_get(&b->orders, oid);
     if (r) {
@@ -722,7 +745,7 @@ static int cmd_cancel(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
     return 0;
 }
 
-static int cmd_amend(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
+static int cmd_amend(Book *b, EvBuf *ev, const i64 *f, PyObject *const *o) {
     i64 oid = f[1], price = f[2], qty = f[3];
     Order *r = map_get(&b->orders, oid);
     int reason = 0;
@@ -772,7 +795,7 @@ static int cmd_amend(Book *b, PyObject *ev, const i64 *f, PyObject *const *o) {
 
 static PyObject *Book_apply(Book *b, PyObject *cmd) {
     PyTypeObject *tp = Py_TYPE(cmd);
-    int (*handler)(Book *, PyObject *, const i64 *, PyObject *const *);
+    int (*handler)(Book *, EvBuf *, const i64 *, PyObject *const *);
     Py_ssize_t n;
     if (tp == C_PlaceLimit) { handler = cmd_limit; n = 9; }
     else if (tp == C_Amend) { handler = cmd_amend; n = 4; }
@@ -790,16 +813,30 @@ static PyObject *Book_apply(Book *b, PyObject *cmd) {
     }
     i64 f[12];
     if (read_fields(cmd, f, n) < 0) return NULL;
-    PyObject *ev = PyList_New(0);
-    if (!ev) return NULL;
+    if (b->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "order book re-entered while applying a command");
+        return NULL;
+    }
+    b->busy = 1;
+    EvBuf ev = {b->ev_items, 0, b->ev_cap};
+    int rc;
     if (f[0] <= b->last_seq) {
         PyObject *items[] = {OI(PyTuple_GET_ITEM(cmd, 1), 0), INT(R_SEQ)};
-        if (push(ev, event_from(K_REJECTED, 2, items)) < 0) { Py_DECREF(ev); return NULL; }
-        return ev;
+        rc = push(&ev, event_from(K_REJECTED, 2, items));
+    } else {
+        b->last_seq = f[0];
+        rc = handler(b, &ev, f, &PyTuple_GET_ITEM(cmd, 0));
     }
-    b->last_seq = f[0];
-    if (handler(b, ev, f, &PyTuple_GET_ITEM(cmd, 0)) < 0) { Py_DECREF(ev); return NULL; }
-    return ev;
+    b->ev_items = ev.items;
+    b->ev_cap = ev.cap;
+    b->busy = 0;
+    PyObject *list = rc < 0 ? NULL : PyList_New(ev.n);
+    if (!list) {
+        for (Py_ssize_t i = 0; i < ev.n; i++) Py_DECREF(ev.items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < ev.n; i++) PyList_SET_ITEM(list, i, ev.items[i]);
+    return list;
 }
 
 static PyObject *py_price_or_none(const Side *s, int want_qty) {
@@ -826,7 +863,7 @@ static PyObject *side_depth(const Side *s, Py_ssize_t n) {
         PyObject *t = (p && q) ? PyTuple_Pack(2, p, q) : NULL;
         Py_XDECREF(p);
         Py_XDECREF(q);
-        if (push(out, t) < 0) { Py_DECREF(out); return NULL; }
+        if (list_push(out, t) < 0) { Py_DECREF(out); return NULL; }
     }
     return out;
 }
@@ -864,7 +901,7 @@ static PyObject *side_orders(const Side *s) {
     if (!out) return NULL;
     for (Py_ssize_t i = s->n - 1; i >= 0; i--) {
         for (Order *o = s->levels[i]->head; o; o = o->next) {
-            if (push(out, order_tuple(o)) < 0) { Py_DECREF(out); return NULL; }
+            if (list_push(out, order_tuple(o)) < 0) { Py_DECREF(out); return NULL; }
         }
     }
     return out;
@@ -881,7 +918,7 @@ static PyObject *Book_export(Book *b, PyObject *Py_UNUSED(ignored)) {
         Stop *s = b->stops[i];
         PyObject *t = Py_BuildValue("(LLLLLLLLLLL)", s->id, s->owner, s->side, s->trigger, s->stop_price, s->qty,
                                     s->quote, s->limit_price, s->tif, s->protection, s->stp);
-        if (push(stops, t) < 0) goto fail;
+        if (list_push(stops, t) < 0) goto fail;
     }
     PyObject *r = Py_BuildValue("(LLNNN)", b->last_seq, b->last_price, bids, asks, stops);
     return r;
@@ -966,6 +1003,12 @@ static PyObject *Book_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         Py_DECREF(b);
         return NULL;
     }
+    b->ev_cap = 16;
+    b->ev_items = PyMem_Malloc(b->ev_cap * sizeof(PyObject *));
+    if (!b->ev_items) {
+        Py_DECREF(b);
+        return PyErr_NoMemory();
+    }
     return (PyObject *)b;
 }
 
@@ -987,6 +1030,7 @@ static void Book_dealloc(Book *b) {
     PyMem_Free(b->stops);
     PyMem_Free(b->orders.slots);
     PyMem_Free(b->stop_ids.slots);
+    PyMem_Free(b->ev_items);
     while (b->blocks) {
         Block *next = b->blocks->next;
         PyMem_Free(b->blocks);

@@ -42,16 +42,63 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "otp_totp.delete_totpdevice",
         "otp_static.view_staticdevice",
         "otp_static.delete_staticdevice",
+        # Wallets and the ledger: read-only (money moves only by the accountant's adjustment).
+        "wallets.view_currency",
+        "wallets.view_ledgeraccount",
+        "wallets.view_journalentry",
+        "wallets.view_ledgerleg",
+        "wallets.view_transfer",
+        "wallets.view_adjustment",
+        "wallets.view_auditrun",
     ),
     # Reviews identities and suspicious activity: reads users, the staff log, the audit
     # trail and users' API keys.
-    COMPLIANCE: ("accounts.view_user", "admin.view_logentry", "audit.view_auditevent", "accounts.view_apikey"),
+    COMPLIANCE: (
+        "accounts.view_user",
+        "admin.view_logentry",
+        "audit.view_auditevent",
+        "accounts.view_apikey",
+        "wallets.view_ledgeraccount",
+        "wallets.view_journalentry",
+        "wallets.view_ledgerleg",
+        "wallets.view_transfer",
+        "wallets.view_adjustment",
+    ),
     # Helps users: reads their account details.
-    SUPPORT: ("accounts.view_user", "orders.view_order", "orders.view_trade"),
-    # Books adjustments and reconciles: reads users (wallet permissions join later).
-    ACCOUNTANT: ("accounts.view_user",),
+    SUPPORT: (
+        "accounts.view_user",
+        "orders.view_order",
+        "orders.view_trade",
+        "wallets.view_currency",
+        "wallets.view_ledgeraccount",
+        "wallets.view_journalentry",
+        "wallets.view_ledgerleg",
+        "wallets.view_transfer",
+    ),
+    # Books adjustments (the only way staff move money) and reconciles: reads users, the
+    # ledger and the audit results.
+    ACCOUNTANT: (
+        "accounts.view_user",
+        "wallets.view_currency",
+        "wallets.view_ledgeraccount",
+        "wallets.view_journalentry",
+        "wallets.view_ledgerleg",
+        "wallets.view_transfer",
+        "wallets.view_adjustment",
+        "wallets.post_adjustment",
+        "wallets.view_auditrun",
+    ),
     # Operates markets (halting, resuming); market permissions join with the markets.
-    MARKET_OPERATOR: ("orders.view_market", "orders.change_market", "orders.view_feetier", "orders.change_feetier"),
+    MARKET_OPERATOR: (
+        "orders.view_market",
+        "orders.change_market",
+        "orders.view_feetier",
+        "orders.change_feetier",
+        # Lists currencies and switches deposits, withdrawals, trading and transfers.
+        "wallets.view_currency",
+        "wallets.add_currency",
+        "wallets.change_currency",
+    ),
     # A platform user: acts only through the API, on their own data; no admin access.
     TRADER: (),
 }

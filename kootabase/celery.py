@@ -30,6 +30,7 @@ TASK_ROUTES = {
 }
 BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "kootabase.tasks.heartbeat", "schedule": 30.0},
+    "ledger-audit": {"task": "wallets.tasks.ledger_audit", "schedule": 3600.0},
 }
 
 app.conf.update(

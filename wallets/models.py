@@ -324,6 +324,9 @@ class AuditRun(models.Model):
     entries_checked = models.PositiveBigIntegerField(default=0)
     legs_checked = models.PositiveBigIntegerField(default=0)
     accounts_checked = models.PositiveBigIntegerField(default=0)
+    violations = models.PositiveBigIntegerField(
+        default=0, help_text="How many were found (findings keeps the first 1000)."
+    )
     findings = models.JSONField(default=list, blank=True)
 
     class Meta:

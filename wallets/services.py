@@ -681,6 +681,7 @@ def ledger_audit_run(*, store: bool = True) -> AuditRun:
         entries_checked=entries,
         legs_checked=legs,
         accounts_checked=accounts,
+        violations=findings.total,
         findings=findings.items,
     )
     if store:

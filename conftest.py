@@ -55,6 +55,16 @@ def user(db, password):
 
 
 @pytest.fixture
+def admin_client(db, admin_user):
+    """pytest-django's ``admin_client``, verified by a second factor as the back office requires."""
+    from django.test import Client
+
+    from accounts.tests.helpers import admin_login
+
+    return admin_login(Client(), admin_user)
+
+
+@pytest.fixture
 def auth_client(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
-from accounts.tests.helpers import admin_login, enable_otp
-
-
-@pytest.fixture
-def admin_client(db, admin_user) -> Client:
-    """pytest-django's ``admin_client``, verified by a second factor as the back office requires."""
-    return admin_login(Client(), admin_user)
+from accounts.tests.helpers import enable_otp
 
 
 @pytest.fixture

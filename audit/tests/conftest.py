@@ -7,7 +7,6 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.models import User
-from accounts.tests.conftest import admin_client  # noqa: F401 - the 2FA-verified admin_client
 from accounts.tests.helpers import admin_login
 
 

@@ -80,8 +80,9 @@ def _validation_error(exc: exceptions.ValidationError) -> tuple[str, str, dict[s
     field = ".".join(p for p in path if p != "non_field_errors")
     code = str(error["code"])
     if code in GENERIC_CODES:
-        code = f"{path[-1] if path and path[-1] != 'non_field_errors' else 'body'}_{code}"
-        code = code.replace(".", "_")
+        # Qualify with the nearest named field: an error on item 0 of "scopes" is "scopes_...".
+        named = [p for p in path if not p.isdigit() and p != "non_field_errors"]
+        code = f"{named[-1] if named else 'body'}_{code}"
     message = f"{field}: {error['message']}" if field else str(error["message"])
     return code, message, details
 

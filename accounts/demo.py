@@ -9,6 +9,8 @@ authenticator app, or print the current code with ``python manage.py totp_code <
 from __future__ import annotations
 
 import base64
+import os
+import sys
 
 from django.contrib.auth.models import Group
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -23,6 +25,12 @@ TRADERS = (
     ("alice@kootabase.local", "Alice Demo", "kootabase-alice"),
     ("bob@kootabase.local", "Bob Demo", "kootabase-bob"),
 )
+
+
+def _python() -> str:
+    """The interpreter to name in instructions: the project's venv, relative when inside it."""
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
 
 
 def seed() -> list[str]:
@@ -46,7 +54,7 @@ def seed() -> list[str]:
     secret = base64.b32encode(device.bin_key).decode()
     lines = [
         f"admin   {ADMIN_EMAIL} / {ADMIN_PASSWORD}  (back office: /admin/, needs a 2FA code)",
-        f"        2FA code: python manage.py totp_code {ADMIN_EMAIL}",
+        f"        2FA code: {_python()} manage.py totp_code {ADMIN_EMAIL}",
         f"        (or add the secret {secret} to an authenticator app: {device.config_url})",
     ]
     lines += [f"trader  {email} / {password}" for email, _, password in TRADERS]

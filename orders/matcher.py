@@ -390,6 +390,8 @@ class MarketMatcher:
             runs.append((order, self.book.apply(command)))
         for order in cancels:
             self.last_seq += 1
+            order.cancel_seq = self.last_seq  # with ``seq``, the orders table holds every command: replayable
+            batch.changed[order.pk] = order
             runs.append((order, self.book.apply(Cancel(self.last_seq, order.pk))))
         self._load_makers(batch, runs)
         for order, events in runs:
@@ -566,6 +568,7 @@ class MarketMatcher:
                 "fee_paid",
                 "hold_left",
                 "seq",
+                "cancel_seq",
                 "book_priority",
                 "updated_at",
             ],

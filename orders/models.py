@@ -130,6 +130,9 @@ class Order(models.Model):
     hold_amount = MoneyField(help_text="Locked at placement.")
     hold_left = MoneyField(help_text="Still locked for this order.")
     seq = models.BigIntegerField(null=True, blank=True, help_text="The matcher's sequence number.")
+    cancel_seq = models.BigIntegerField(
+        null=True, blank=True, help_text="The matcher's sequence number of the cancel that reached the book."
+    )
     book_priority = models.BigIntegerField(
         null=True, blank=True, help_text="Time priority in the book (set when the order starts resting)."
     )

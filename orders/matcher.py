@@ -577,30 +577,23 @@ class MarketMatcher:
         self._publish(batch, changed)
 
     def _publish(self, batch: _Batch, changed: Iterable[Order]) -> None:
+        """Inside the batch's transaction: fold it into the market-data aggregates, then
+        queue the broadcasts for after the commit (market data with the depth ``seq``;
+        each changed order, each fill and the new balances to their owners)."""
+        from marketdata.services import market_event, marketdata_apply_batch, user_events
+
         market = self._market()
         if batch.trades or batch.levels:
+            applied = marketdata_apply_batch(market=market, trades=batch.trades, levels=batch.levels)
             broadcast_after_commit(
-                market_group(self.symbol),
-                {
-                    "type": "market.update",
-                    "market": self.symbol,
-                    "trades": [
-                        {
-                            "trade_no": t.trade_no,
-                            "price": str(t.price),
-                            "quantity": str(t.quantity),
-                            "taker_side": t.taker_side,
-                        }
-                        for t in batch.trades
-                    ],
-                    "levels": [
-                        {"side": side, "price": price, "quantity": qty} for (side, price), qty in batch.levels.items()
-                    ],
-                },
+                market_group(self.symbol), market_event(market=market, trades=batch.trades, applied=applied)
             )
+        changed = list(changed)
         for order in changed:
             order.market = market
             broadcast_after_commit(user_group(order.user_id), order_event(order))
+        for user_id, message in user_events(market=market, trades=batch.trades, orders=changed):
+            broadcast_after_commit(user_group(user_id), message)
 
 
 def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> None:

@@ -184,3 +184,24 @@ class TradeSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.STR)
     def get_fee(self, trade: Trade) -> str | None:
         return money_str(trade.maker_fee if self._is_maker(trade) else trade.taker_fee)
+
+
+# --- Positions ------------------------------------------------------------------------
+
+
+class PositionSerializer(serializers.Serializer):
+    asset = serializers.CharField()
+    quantity = MoneyOut(help_text="Held: available + locked.")
+    available = MoneyOut(help_text="Free to sell.")
+    costed_quantity = MoneyOut(help_text="The part of the holding bought in this quote: it has the average cost.")
+    uncosted_quantity = MoneyOut(help_text="The part of unknown cost (deposits, transfers, other markets).")
+    average_cost = MoneyOut(help_text="Per unit, fees included; null when nothing held has a known cost.")
+    last_price = MoneyOut(help_text="Last trade price of <asset>-<quote>; null without a market or a trade.")
+    market_value = MoneyOut(help_text="quantity x last_price.")
+    realized_pnl = MoneyOut(help_text="Of the sells, net of fees, against the average cost.")
+    unrealized_pnl = MoneyOut(help_text="costed_quantity x (last_price - average_cost).")
+
+
+class PositionsOutput(serializers.Serializer):
+    quote = serializers.CharField(help_text="The currency every value is in.")
+    positions = PositionSerializer(many=True)

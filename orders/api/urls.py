@@ -7,4 +7,6 @@ urlpatterns = [
     path("orders/batch", views.OrderBatchView.as_view(), name="orders-batch"),
     path("orders/<int:order_id>", views.OrderDetailView.as_view(), name="order-detail"),
     path("trades", views.TradesView.as_view(), name="trades"),
+    path("positions", views.PositionsView.as_view(), name="positions"),
+    path("positions/<str:asset>/close", views.PositionCloseView.as_view(), name="position-close"),
 ]

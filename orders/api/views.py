@@ -9,10 +9,11 @@ from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import ApiKeyScope
 from kootabase.api.errors import exception_handler
 from kootabase.api.serializers import ErrorSerializer
 from kootabase.errors import ServiceError
-from orders import selectors, services
+from orders import positions, selectors, services
 from orders.api import serializers as s
 from orders.models import Order, Trade
 
@@ -138,3 +139,41 @@ class TradesView(generics.ListAPIView):
     @extend_schema(tags=["orders"], parameters=[MARKET], responses={200: s.TradeSerializer(many=True), **ERRORS})
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().get(request, *args, **kwargs)
+
+
+# --- Positions ------------------------------------------------------------------------
+
+QUOTE = OpenApiParameter("quote", OpenApiTypes.STR, description="The currency to value in (default USDT).")
+
+
+class PositionsView(generics.GenericAPIView):
+    """The caller's positions per asset, valued in one quote currency."""
+
+    serializer_class = s.PositionsOutput
+    pagination_class = None
+    api_key_scopes = {"GET": ApiKeyScope.READ}
+
+    @extend_schema(tags=["positions"], parameters=[QUOTE], responses={200: s.PositionsOutput, **ERRORS})
+    def get(self, request: Request) -> Response:
+        result = positions.positions_of_user(user=request.user, quote_code=request.query_params.get("quote"))
+        return Response(s.PositionsOutput(result).data)
+
+
+class PositionCloseView(generics.GenericAPIView):
+    serializer_class = s.OrderSerializer
+    api_key_scopes = {"POST": ApiKeyScope.TRADE}
+
+    @extend_schema(
+        tags=["positions"],
+        parameters=[QUOTE],
+        request=None,
+        responses={201: s.OrderSerializer, **ERRORS},
+        operation_id="positions_close",
+        description="Sell the free balance of the asset into the quote currency with a market order "
+        "(rounded down to the market's lot).",
+    )
+    def post(self, request: Request, asset: str) -> Response:
+        order = positions.position_close(
+            user=request.user, asset_code=asset, quote_code=request.query_params.get("quote")
+        )
+        return Response(s.OrderSerializer(order).data, status=status.HTTP_201_CREATED)

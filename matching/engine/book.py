@@ -256,6 +256,7 @@ class PyOrderBook:
 
     def depth(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Best ``n`` levels per side as ``(price, qty)``, best first."""
+        n = max(n, 0)
         out = []
         for side in (self._bids, self._asks):
             prices = side.prices[: -n - 1 : -1] if side.side == BUY else side.prices[:n]

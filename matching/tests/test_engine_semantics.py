@@ -223,7 +223,8 @@ def test_queries(book: Any) -> None:
         f(PlaceLimit, i + 1, 1, BUY if price < 100.5 and price != 101 else SELL, price, i + 1)
     assert book.top() == (100, 1, 101, 5)
     assert book.depth(2) == ([(100, 1), (99, 5)], [(101, 5), (102, 6)])
-    assert book.depth(0) == ([], [])
+    assert book.depth(0) == book.depth(-1) == ([], [])
+    assert book.depth(100) == ([(100, 1), (99, 5), (98, 4)], [(101, 5), (102, 6)])
     assert book.order(2).remaining == 2
     assert book.order(42) is None
     assert len(book) == 6

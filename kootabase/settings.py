@@ -280,6 +280,49 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 
+# --- Blockchain -----------------------------------------------------------------------
+# Nodes: ETH_RPC_URL serves the network named "ethereum"; BLOCKCHAIN_RPC_URLS adds others
+# ("polygon=https://...,arbitrum=https://..."). A network with no URL uses the embedded
+# chain: an in-process EVM (web3's EthereumTesterProvider) in the test suite, and in the
+# embedded run the local chain process ``run_embedded`` starts (see docs/blockchain.md).
+# Production has no embedded chain: every network needs a URL.
+ETH_RPC_URL = env.str("ETH_RPC_URL", default="")
+BLOCKCHAIN_RPC_URLS = {
+    **({"ethereum": ETH_RPC_URL} if ETH_RPC_URL else {}),
+    **env.dict("BLOCKCHAIN_RPC_URLS", default={}),
+}
+BLOCKCHAIN_EMBEDDED_CHAIN_PORT = env.int("BLOCKCHAIN_EMBEDDED_CHAIN_PORT", default=8545)
+if PRODUCTION:
+    BLOCKCHAIN_EMBEDDED_CHAIN = ""
+elif DJANGO_ENV == "test":
+    BLOCKCHAIN_EMBEDDED_CHAIN = "tester"  # one in-process EVM per test process
+else:
+    BLOCKCHAIN_EMBEDDED_CHAIN = f"http://127.0.0.1:{BLOCKCHAIN_EMBEDDED_CHAIN_PORT}"
+# Secrets, never stored in the database: the BIP-39 mnemonic the deposit addresses are
+# derived from (BIP-32/44) and the hot wallet's private key. Required in production;
+# generated once into var/ for development.
+if PRODUCTION:
+    HD_WALLET_MNEMONIC = env.str("HD_WALLET_MNEMONIC")  # required
+    HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY")  # required
+else:
+
+    def _generate_mnemonic() -> str:
+        from eth_account.hdaccount import Language, generate_mnemonic
+
+        return generate_mnemonic(num_words=24, lang=Language.ENGLISH)
+
+    HD_WALLET_MNEMONIC = env.str("HD_WALLET_MNEMONIC", default="") or _development_key(
+        "hd_wallet_mnemonic", _generate_mnemonic
+    )
+    HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="") or _development_key(
+        "hot_wallet_private_key", lambda: "0x" + secrets.token_hex(32)
+    )
+BLOCKCHAIN_CONFIRMATIONS_DEFAULT = env.int("BLOCKCHAIN_CONFIRMATIONS_DEFAULT", default=12)
+BLOCKCHAIN_SCAN_BATCH_BLOCKS = env.int("BLOCKCHAIN_SCAN_BATCH_BLOCKS", default=100)  # per scan run
+BLOCKCHAIN_FEE_BUMP_AFTER = env.int("BLOCKCHAIN_FEE_BUMP_AFTER", default=180)  # seconds unmined before a bump
+BLOCKCHAIN_SCAN_INTERVAL = env.float("BLOCKCHAIN_SCAN_INTERVAL", default=5.0)  # beat: scanner, broadcaster
+BLOCKCHAIN_SWEEP_INTERVAL = env.float("BLOCKCHAIN_SWEEP_INTERVAL", default=60.0)
+
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

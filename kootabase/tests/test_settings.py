@@ -15,6 +15,8 @@ PRODUCTION = {
     "CELERY_BROKER_URL": "memory://",
     "ALLOWED_HOSTS": "exchange.example.com",
     "API_KEY_ENCRYPTION_KEY": "dGVzdC1vbmx5LW5vdC1hLXJlYWwta2V5LTMyYnl0ZXM=",  # not a real key
+    "HD_WALLET_MNEMONIC": "test test test test test test test test test test test junk",  # not a real seed
+    "HOT_WALLET_PRIVATE_KEY": "0x" + "11" * 32,  # not a real key
 }
 
 

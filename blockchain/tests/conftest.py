@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from contextlib import contextmanager
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+from blockchain import demo
+from blockchain.chains.embedded import FAUCET, EmbeddedChain, demo_token, embedded_chain
+from blockchain.models import Asset, Deposit, Network, OutgoingTx, Withdrawal
+from wallets.models import AccountKind, Currency, JournalEntry, LedgerAccount, LedgerLeg
+from wallets.services import ledger_audit_run
+from wallets.tests.factories import UserFactory, fund
+
+
+@pytest.fixture
+def chain() -> EmbeddedChain:
+    """The in-process EVM, back at its state right after boot (token deployed, hot wallet funded)."""
+    chain = embedded_chain()
+    chain.reset()
+    return chain
+
+
+@pytest.fixture
+def network(db, chain) -> Network:
+    demo.seed()
+    network = Network.objects.get(name=demo.NETWORK)
+    network.confirmations = 3
+    network.explorer_tx_url = "https://explorer.example/tx/{tx_hash}"
+    network.explorer_address_url = "https://explorer.example/address/{address}"
+    network.save()
+    return network
+
+
+@pytest.fixture
+def eth_asset(network) -> Asset:
+    return Asset.objects.select_related("currency", "network").get(network=network, currency__code="ETH")
+
+
+@pytest.fixture
+def usdt_asset(network) -> Asset:
+    return Asset.objects.select_related("currency", "network").get(network=network, currency__code="USDT")
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(email="alice@example.com")
+
+
+@pytest.fixture
+def alice_client(alice) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+def send_eth(chain: EmbeddedChain, to: str, wei: int) -> str:
+    return chain.w3.to_hex(chain.w3.eth.send_transaction({"from": FAUCET, "to": to, "value": wei}))
+
+
+def send_token(chain: EmbeddedChain, to: str, units: int) -> str:
+    return chain.w3.to_hex(demo_token(chain.w3).functions.transfer(to, units).transact({"from": FAUCET}))
+
+
+def balance(user, code: str, kind: str = AccountKind.AVAILABLE) -> Decimal:
+    account = LedgerAccount.objects.filter(user=user, currency__code=code, kind=kind).first()
+    return account.balance if account else Decimal(0)
+
+
+def assert_ledger_ok() -> None:
+    run = ledger_audit_run(store=False)
+    assert run.ok, run.findings
+
+
+def fund_user(user, code: str, amount: str) -> None:
+    fund(user, Currency.objects.get(code=code), amount)
+
+
+def world_state() -> tuple:
+    """Everything a refused request must leave as it was."""
+    return (
+        JournalEntry.objects.count(),
+        LedgerLeg.objects.count(),
+        list(LedgerAccount.objects.order_by("pk").values_list("pk", "balance")),
+        Withdrawal.objects.count(),
+        OutgoingTx.objects.count(),
+        Deposit.objects.count(),
+    )
+
+
+@pytest.fixture
+def unchanged():
+    @contextmanager
+    def check():
+        before = world_state()
+        yield
+        assert world_state() == before
+
+    return check

@@ -79,3 +79,50 @@ def test_many_orders_and_id_map_growth() -> None:
         assert book.apply(Cancel(seq, i * 7919)) == ref.apply(Cancel(seq, i * 7919))
     assert len(book) == len(ref)
     assert book.snapshot() == ref.snapshot()
+
+
+def test_native_core_does_not_leak() -> None:
+    """Commands that leave the book as it was must not grow memory."""
+    import gc
+    import tracemalloc
+
+    from matching.engine import TRIGGER_BELOW, Amend, Cancel, PlaceStop
+
+    book = NativeOrderBook()
+    book.apply(PlaceLimit(1, 1, 5, SELL, 100, 10**12))
+    seq = 1
+
+    def cycle() -> None:
+        nonlocal seq
+        for cmd in (
+            PlaceLimit(seq + 1, 1_000_001, 6, BUY, 99, 3),
+            Amend(seq + 2, 1_000_001, 99, 2),
+            Amend(seq + 3, 1_000_001, 100, 4),  # crosses and fills
+            PlaceMarket(seq + 4, 1_000_002, 7, BUY, quote=450),
+            PlaceStop(seq + 5, 1_000_003, 8, SELL, TRIGGER_BELOW, 50, qty=1),
+            PlaceLimit(seq + 6, 1_000_003, 8, SELL, 120, 1),  # duplicate id
+            Cancel(seq + 7, 1_000_003),
+            PlaceLimit(seq + 8, 1_000_004, 5, BUY, 100, 1),  # self-trade: cancels the big ask
+            PlaceLimit(seq + 9, 1, 5, SELL, 100, 10**12),
+            Cancel(seq + 10, 424242),
+            PlaceLimit(seq + 10, 7, 7, BUY, 1, 1),  # stale seq
+            PlaceStop(seq + 11, 1_000_005, 8, SELL, TRIGGER_BELOW, 99, qty=1),
+            PlaceLimit(seq + 12, 1_000_006, 9, BUY, 98, 2),
+            PlaceMarket(seq + 13, 1_000_007, 10, SELL, qty=1),  # trades at 98, fires the stop
+        ):
+            book.apply(cmd)
+        seq += 13
+        assert book.last_price == 98
+
+    for _ in range(500):
+        cycle()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(5_000):
+        cycle()
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 64 * 1024, f"memory grew by {grown} bytes over 70,000 commands"
+    assert len(book) == 1

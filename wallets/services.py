@@ -19,13 +19,13 @@ from decimal import Context, Decimal, localcontext
 from typing import Any, Literal, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_get_by_email
 from kootabase.errors import Conflict, ServiceError
-from wallets.locks import ledger_accounts_lock, retry_on_deadlock
+from wallets import sql
+from wallets.locks import retry_on_deadlock
 from wallets.models import (
     AMOUNT_LIMIT,
     MONEY,
@@ -37,7 +37,6 @@ from wallets.models import (
     JournalEntry,
     LedgerAccount,
     LedgerLeg,
-    MoneyField,
     Transfer,
 )
 
@@ -50,7 +49,6 @@ AccountKey = tuple[int | None, int, str]
 CurrencyPurpose = Literal["deposits", "withdrawals", "trading", "transfers"]
 
 _ROUNDING_FREE = Context(prec=60)  # for checks that compare a value with its rounding
-_MONEY_FIELD = MoneyField()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +113,21 @@ def amount_validate(*, amount: Decimal, currency: Currency) -> Decimal:
 def _accounts_fetch(keys: set[AccountKey]) -> dict[AccountKey, LedgerAccount]:
     if not keys:
         return {}
-    found = LedgerAccount.objects.select_related("currency").filter(
-        owner_key__in={user_id or 0 for user_id, _, _ in keys},
-        currency_id__in={currency_id for _, currency_id, _ in keys},
-        kind__in={kind for _, _, kind in keys},
+    found = sql.accounts_select(
+        owner_keys={user_id or 0 for user_id, _, _ in keys},
+        currency_ids={currency_id for _, currency_id, _ in keys},
+        kinds={kind for _, _, kind in keys},
     )
     by_key = {(a.user_id, a.currency_id, a.kind): a for a in found}
     return {key: by_key[key] for key in keys if key in by_key}
 
 
-def ledger_accounts_ensure(*, keys: Iterable[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+def ledger_accounts_ensure(
+    *, keys: Iterable[AccountKey], currencies: Iterable[Currency] = ()
+) -> dict[AccountKey, LedgerAccount]:
     """The ledger accounts for ``keys`` (user id or None, currency id, kind), created on
-    demand, with their currency loaded. At most three queries for any number of keys."""
+    demand, with their currency loaded (pass the ``currencies`` you hold to save a
+    query). At most four queries for any number of keys."""
     wanted = set(keys)
     for user_id, _, kind in wanted:
         if (user_id is None) != (kind not in (AccountKind.AVAILABLE, AccountKind.LOCKED)):
@@ -141,16 +142,24 @@ def ledger_accounts_ensure(*, keys: Iterable[AccountKey]) -> dict[AccountKey, Le
         found |= _accounts_fetch(missing)
         if missing - found.keys():
             raise RuntimeError(f"could not create ledger accounts {sorted(missing - found.keys(), key=str)}")
+    known = {currency.pk: currency for currency in currencies}
+    unknown = {currency_id for _, currency_id, _ in wanted} - known.keys()
+    if unknown:
+        known |= Currency.objects.in_bulk(unknown)
+    for account in found.values():
+        account.currency = known[account.currency_id]
     return found
 
 
 def _user_account(user: User, currency: Currency, kind: str) -> LedgerAccount:
-    return ledger_accounts_ensure(keys=[(user.pk, currency.pk, kind)])[(user.pk, currency.pk, kind)]
+    key = (user.pk, currency.pk, kind)
+    return ledger_accounts_ensure(keys=[key], currencies=[currency])[key]
 
 
 def system_account(*, currency: Currency, kind: str) -> LedgerAccount:
     """The platform's ``external``, ``fees`` or ``adjustment`` account for ``currency``."""
-    return ledger_accounts_ensure(keys=[(None, currency.pk, kind)])[(None, currency.pk, kind)]
+    key = (None, currency.pk, kind)
+    return ledger_accounts_ensure(keys=[key], currencies=[currency])[key]
 
 
 # --- Posting --------------------------------------------------------------------------
@@ -205,27 +214,19 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
     return currencies
 
 
-def _entries_insert(entries: list[JournalEntry]) -> None:
-    if connections[DEFAULT_DB_ALIAS].features.can_return_rows_from_bulk_insert:
-        JournalEntry.objects.bulk_create(entries)
-    else:  # MySQL (not MariaDB) cannot return the ids of a multi-row insert
-        for entry in entries:
-            entry.save(force_insert=True)
-
-
 def _replayed_entries(postings: Sequence[Posting], entries: list[JournalEntry]) -> dict[int, JournalEntry]:
     """Insert the entries; for keys stored before (or by a concurrent transaction that
     won the race) return the stored entries by posting index instead."""
     keyed = {p.idempotency_key: i for i, p in enumerate(postings) if p.idempotency_key}
     if not keyed:
-        _entries_insert(entries)
+        sql.entries_insert(entries)
         return {}
     replayed: dict[int, JournalEntry] = {}
     for _ in range(3):
         pending = [e for i, e in enumerate(entries) if i not in replayed]
         try:
             with transaction.atomic():
-                _entries_insert(pending)
+                sql.entries_insert(pending)
             return replayed
         except IntegrityError:
             stored = JournalEntry.objects.filter(idempotency_key__in=list(keyed)).in_bulk(field_name="idempotency_key")
@@ -259,18 +260,17 @@ def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry
 def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
     """Lock the balance rows, check, write the legs and the balances."""
     account_ids = {leg.account.pk for posting in postings for leg in posting.legs}
-    rows = ledger_accounts_lock(account_ids=account_ids).values_list("pk", "balance", "user_id")
-    locked = {pk: (balance, user_id) for pk, balance, user_id in rows}
+    locked = sql.accounts_lock(account_ids)
     if locked.keys() != account_ids:
         raise ValueError(f"unknown ledger accounts {sorted(account_ids - locked.keys())}")
     balances = {pk: balance for pk, (balance, _) in locked.items()}
-    legs: list[LedgerLeg] = []
+    legs: list[tuple[int, int, Decimal, Decimal]] = []
     with localcontext(MONEY):
         for index, (posting, entry) in enumerate(zip(postings, entries, strict=True)):
             for leg in posting.legs:
                 pk = leg.account.pk
                 balances[pk] += leg.amount
-                legs.append(LedgerLeg(entry_id=entry.pk, account_id=pk, amount=leg.amount, balance_after=balances[pk]))
+                legs.append((entry.pk, pk, leg.amount, balances[pk]))
             for leg in posting.legs:
                 balance, user_id = balances[leg.account.pk], locked[leg.account.pk][1]
                 currency = currencies[leg.account.currency_id]
@@ -287,12 +287,10 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
                         f"The resulting {currency.code} balance is beyond the ledger's range.",
                         details={"currency": currency.code, "posting": index},
                     )
-    LedgerLeg.objects.bulk_create(legs)
+    sql.legs_insert(legs)
     changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
     if changed:
-        LedgerAccount.objects.filter(pk__in=changed).update(
-            balance=Case(*[When(pk=pk, then=Value(b, output_field=_MONEY_FIELD)) for pk, b in changed.items()])
-        )
+        sql.balances_update(changed)
 
 
 @retry_on_deadlock
@@ -331,7 +329,8 @@ def ledger_post(
 
 
 def _between(user: User, currency: Currency, debit: str, credit: str) -> tuple[LedgerAccount, LedgerAccount]:
-    accounts = ledger_accounts_ensure(keys=[(user.pk, currency.pk, debit), (user.pk, currency.pk, credit)])
+    keys = [(user.pk, currency.pk, debit), (user.pk, currency.pk, credit)]
+    accounts = ledger_accounts_ensure(keys=keys, currencies=[currency])
     return accounts[(user.pk, currency.pk, debit)], accounts[(user.pk, currency.pk, credit)]
 
 
@@ -409,7 +408,7 @@ def _create_once(
     """
     try:
         with transaction.atomic():
-            return model.objects.create(**key, **compared, **extra), True
+            return sql.row_insert(model(**key, **compared, **extra)), True
     except IntegrityError:
         stored = model.objects.filter(**key).first()
         if stored is None:
@@ -445,7 +444,8 @@ def transfer_create(
         raise ServiceError("self_transfer", "You cannot transfer to yourself.")
     with transaction.atomic():
         accounts = ledger_accounts_ensure(
-            keys=[(sender.pk, currency.pk, AccountKind.AVAILABLE), (recipient.pk, currency.pk, AccountKind.AVAILABLE)]
+            keys=[(sender.pk, currency.pk, AccountKind.AVAILABLE), (recipient.pk, currency.pk, AccountKind.AVAILABLE)],
+            currencies=[currency],
         )
         transfer, created = _create_once(
             Transfer,
@@ -494,7 +494,8 @@ def adjustment_post(
     extra = {"reason": reason.strip(), "actor": actor, "created_by": created_by}
     with transaction.atomic():
         accounts = ledger_accounts_ensure(
-            keys=[(user.pk, currency.pk, AccountKind.AVAILABLE), (None, currency.pk, AccountKind.ADJUSTMENT)]
+            keys=[(user.pk, currency.pk, AccountKind.AVAILABLE), (None, currency.pk, AccountKind.ADJUSTMENT)],
+            currencies=[currency],
         )
         if idempotency_key:
             adjustment, created = _create_once(
@@ -503,7 +504,7 @@ def adjustment_post(
             if not created:
                 return adjustment
         else:
-            adjustment = Adjustment.objects.create(**compared, **extra)
+            adjustment = sql.row_insert(Adjustment(**compared, **extra))
         ledger_post(
             kind=EntryKind.ADJUSTMENT,
             legs=[

@@ -1,0 +1,179 @@
+"""The ledger's hot statements, built once per shape and executed with plain cursors.
+
+``ledger_post_batch`` runs the same few statements for every posting: insert the
+entries, lock the balance rows, insert the legs, update the balances. Building them
+through the ORM costs more CPU than the database spends on them, so this module writes
+them once per shape (statement kind and row count) and caches the SQL. Values are
+converted by the model fields themselves (``get_db_prep_value``), so they are stored
+exactly as the ORM would store them; the locking statement is the one
+``wallets.locks.ledger_accounts_lock`` builds, compiled by the ORM and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
+
+from wallets.locks import ledger_accounts_lock
+from wallets.models import JournalEntry, LedgerAccount, LedgerLeg
+
+
+def _connection() -> Any:
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _chunks(rows: Sequence[Any], columns: int) -> Iterable[Sequence[Any]]:
+    """Split multi-row statements where the backend caps parameters (SQLite: 999)."""
+    limit = _connection().features.max_query_params
+    size = len(rows) if not limit else max(1, limit // columns)
+    for start in range(0, len(rows), size or 1):
+        yield rows[start : start + size]
+
+
+@cache
+def _lock_sql(vendor: str, count: int) -> str:
+    sql, _ = (
+        ledger_accounts_lock(account_ids=range(count))
+        .values_list("pk", "balance", "user_id")
+        .query.get_compiler(DEFAULT_DB_ALIAS)
+        .as_sql()
+    )
+    return sql
+
+
+def accounts_lock(account_ids: Iterable[int]) -> dict[int, tuple[Decimal, int | None]]:
+    """Lock the balance rows (ascending id, one statement); returns id -> (balance, user id)."""
+    connection = _connection()
+    ids = sorted(set(account_ids))
+    field = LedgerAccount._meta.get_field("balance")
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(connection.vendor, len(ids)), ids)
+        return {pk: (field.from_db_value(balance, None, connection), user_id) for pk, balance, user_id in cursor}
+
+
+@cache
+def _insert_sql(vendor: str, table: str, columns: tuple[str, ...], rows: int, returning: str | None) -> str:
+    quote = _connection().ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES {', '.join([row] * rows)}"  # noqa: S608 - names from model metadata, values are parameters
+    return f"{sql} RETURNING {quote(returning)}" if returning else sql
+
+
+def entries_insert(entries: list[JournalEntry]) -> None:
+    """Insert the entries and set their ids (one statement where the backend returns ids)."""
+    connection = _connection()
+    if not entries:
+        return
+    if not connection.features.can_return_rows_from_bulk_insert:  # MySQL: one insert per entry
+        for entry in entries:
+            entry.save(force_insert=True)
+        return
+    now = timezone.now()
+    created_at = JournalEntry._meta.get_field("created_at").get_db_prep_value(now, connection)
+    columns = ("kind", "reference", "idempotency_key", "created_at")
+    for chunk in _chunks(entries, len(columns)):
+        params: list[Any] = []
+        for entry in chunk:
+            params += [entry.kind, entry.reference, entry.idempotency_key, created_at]
+        sql = _insert_sql(connection.vendor, JournalEntry._meta.db_table, columns, len(chunk), "id")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [row[0] for row in cursor.fetchall()]
+        for entry, pk in zip(chunk, ids, strict=True):
+            entry.pk, entry.created_at = pk, now
+            entry._state.adding = False
+
+
+def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
+    """Insert legs given as (entry id, account id, amount, balance after)."""
+    connection = _connection()
+    money = LedgerLeg._meta.get_field("amount")
+    columns = ("entry_id", "account_id", "amount", "balance_after")
+    for chunk in _chunks(legs, len(columns)):
+        params: list[Any] = []
+        for entry_id, account_id, amount, balance_after in chunk:
+            params += [
+                entry_id,
+                account_id,
+                money.get_db_prep_value(amount, connection),
+                money.get_db_prep_value(balance_after, connection),
+            ]
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection.vendor, LedgerLeg._meta.db_table, columns, len(chunk), None), params)
+
+
+@cache
+def _update_sql(vendor: str, rows: int) -> str:
+    quote = _connection().ops.quote_name
+    table, pk, balance = quote(LedgerAccount._meta.db_table), quote("id"), quote("balance")
+    cases = " ".join(["WHEN %s THEN %s"] * rows)
+    ids = ", ".join(["%s"] * rows)
+    return f"UPDATE {table} SET {balance} = CASE {pk} {cases} END WHERE {pk} IN ({ids})"  # noqa: S608 - as above
+
+
+def balances_update(balances: dict[int, Decimal]) -> None:
+    """Write the new balances of rows this transaction has locked."""
+    connection = _connection()
+    field = LedgerAccount._meta.get_field("balance")
+    items = sorted(balances.items())
+    for chunk in _chunks(items, 3):
+        params: list[Any] = []
+        for pk, balance in chunk:
+            params += [pk, field.get_db_prep_value(balance, connection)]
+        params += [pk for pk, _ in chunk]
+        with connection.cursor() as cursor:
+            cursor.execute(_update_sql(connection.vendor, len(chunk)), params)
+
+
+@cache
+def _row_insert_sql(vendor: str, label: str) -> tuple[str, tuple[Any, ...]]:
+    from django.apps import apps
+
+    meta = apps.get_model(label)._meta
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key and not f.generated)
+    return _insert_sql(vendor, meta.db_table, tuple(f.column for f in fields), 1, None), fields
+
+
+def row_insert(obj: Any) -> Any:
+    """Insert one new model row (as ``Model.save(force_insert=True)`` would, without the
+    ORM's per-call query building) and set its primary key. No signals are sent."""
+    connection = _connection()
+    sql, fields = _row_insert_sql(connection.vendor, obj._meta.label)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        obj.pk = cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS
+    return obj
+
+
+@cache
+def _accounts_select_sql(vendor: str, owners: int, currencies: int, kinds: int) -> str:
+    quote = _connection().ops.quote_name
+
+    def column_in(column: str, n: int) -> str:
+        return f"{quote(column)} IN ({', '.join(['%s'] * n)})"
+
+    return (
+        f"SELECT {quote('id')}, {quote('user_id')}, {quote('currency_id')}, {quote('kind')} "  # noqa: S608 - see module doc
+        f"FROM {quote(LedgerAccount._meta.db_table)} WHERE {column_in('owner_key', owners)} "
+        f"AND {column_in('currency_id', currencies)} AND {column_in('kind', kinds)}"
+    )
+
+
+def accounts_select(owner_keys: set[int], currency_ids: set[int], kinds: set[str]) -> list[LedgerAccount]:
+    """Ledger accounts of any of the owners (0: the platform), currencies and kinds; the
+    balance is not read (it is only read under lock, by ``accounts_lock``)."""
+    connection = _connection()
+    sql = _accounts_select_sql(connection.vendor, len(owner_keys), len(currency_ids), len(kinds))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*sorted(owner_keys), *sorted(currency_ids), *sorted(kinds)])
+        rows = cursor.fetchall()
+    names = ["id", "user_id", "currency_id", "kind"]
+    return [LedgerAccount.from_db(DEFAULT_DB_ALIAS, names, row) for row in rows]

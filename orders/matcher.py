@@ -307,6 +307,15 @@ class MarketMatcher:
             if not worked:
                 time.sleep(IDLE_SLEEP)
 
+    def apply_in_transaction(self, orders: list[Order]) -> None:
+        """Run ``orders`` (``pending`` rows of this market, created in the caller's open
+        transaction) through the book and write their outcome in that transaction, as a
+        batch does. The book runs ahead of the database until the caller commits: if the
+        caller's transaction rolls back, it must call ``rebuild()``. For ``orders.swap``."""
+        if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            raise RuntimeError("apply_in_transaction needs the caller's transaction")
+        self._commit(self._apply(orders, []))
+
     # -- internals
 
     def _market(self) -> Market:
@@ -597,7 +606,10 @@ class MarketMatcher:
 
 
 def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> None:
-    """Run the matchers of ``symbols`` in one process, round robin, until told to stop."""
+    """Run the matchers of ``symbols`` in one process, round robin, until told to stop;
+    after each round, the pending swaps whose markets this process runs (orders.swap)."""
+    from orders.swap import swaps_execute
+
     matchers = []
     try:
         for symbol in symbols:
@@ -613,6 +625,13 @@ def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> Non
                     raise
                 except Exception:  # noqa: BLE001 - logged and rebuilt in run_once; retried next turn
                     time.sleep(1.0)
+            try:
+                worked += swaps_execute(matchers=matchers)  # swaps whose markets are all run here
+            except FencingError:
+                raise
+            except Exception:  # each swap is failed and rebuilt on its own: this is a DB outage; retried
+                logger.exception("swaps: execution round failed")
+                time.sleep(1.0)
             if not worked:
                 time.sleep(IDLE_SLEEP)
     finally:

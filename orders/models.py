@@ -14,6 +14,7 @@ See docs/orders.md.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -208,3 +209,73 @@ class MatcherState(models.Model):
 
     def __str__(self) -> str:
         return f"matcher {self.market_id} epoch {self.epoch}"
+
+
+# --- Swaps ----------------------------------------------------------------------------
+
+
+class SwapQuote(models.Model):
+    """A priced conversion of ``from_amount`` into ``to_currency``, valid until
+    ``expires_at``. ``route``: the legs, ``[{"market": "BTC-USDT", "side": "sell"}, ...]``."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        EXECUTED = "executed", "Executed"
+        EXPIRED = "expired", "Expired"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="swap_quotes")
+    from_currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    to_currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    from_amount = MoneyField(help_text="What the swap spends (rounded down to the first market's lot).")
+    to_amount = MoneyField(help_text="What it was expected to give, fees deducted.")
+    route = models.JSONField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(from_amount__gt=0), name="orders_swapquote_from_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"swap quote {self.pk}"
+
+
+class SwapExecution(models.Model):
+    """A quote the user chose to execute: ``from_amount`` is held until the matcher that
+    owns every market of the route executes all legs at once, or fails the swap and
+    releases the hold. ``order_ids``: the leg orders, in route order."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    quote = models.OneToOneField(SwapQuote, on_delete=models.PROTECT, related_name="execution")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="swaps")
+    from_currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    to_currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    from_amount = MoneyField(help_text="Held for the swap.")
+    min_to_amount = MoneyField(help_text="The slippage bound: the swap fails rather than give less.")
+    to_amount = MoneyField(null=True, blank=True, help_text="What the swap gave (when completed).")
+    route = models.JSONField()
+    deadline = models.DateTimeField(help_text="Not executed by then: failed.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=64, blank=True, help_text="Why it failed: an error code.")
+    order_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(from_amount__gt=0), name="orders_swap_from_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "id"], name="orders_swap_status_id")]
+
+    def __str__(self) -> str:
+        return f"swap:{self.pk}"

@@ -205,3 +205,66 @@ class PositionSerializer(serializers.Serializer):
 class PositionsOutput(serializers.Serializer):
     quote = serializers.CharField(help_text="The currency every value is in.")
     positions = PositionSerializer(many=True)
+
+
+# --- Swap -----------------------------------------------------------------------------
+
+
+class SwapQuoteInput(InputSerializer):
+    from_currency = serializers.CharField(max_length=16, help_text="What to spend, e.g. BTC.")
+    to_currency = serializers.CharField(max_length=16, help_text="What to get, e.g. ETH.")
+    amount = serializers.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        coerce_to_string=True,
+        help_text="How much of from_currency to spend.",
+    )
+
+
+class SwapLegSerializer(serializers.Serializer):
+    market = serializers.CharField()
+    side = serializers.ChoiceField(choices=Side.choices)
+
+
+class SwapQuoteSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    from_currency = serializers.CharField(source="from_currency.code")
+    to_currency = serializers.CharField(source="to_currency.code")
+    from_amount = MoneyOut(help_text="What the swap spends: the amount rounded down to the first market's lot.")
+    to_amount = MoneyOut(help_text="What it gives at the book of now, fees deducted.")
+    route = SwapLegSerializer(many=True)
+    expires_at = serializers.DateTimeField()
+    status = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ChoiceField(choices=["open", "executed", "expired", "failed"]))
+    def get_status(self, quote: Any) -> str:
+        from orders.swap import quote_status
+
+        return quote_status(quote)
+
+
+class SwapExecuteInput(InputSerializer):
+    quote_id = serializers.UUIDField()
+    slippage = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=6,
+        coerce_to_string=True,
+        default=Decimal("0.005"),
+        help_text="Most it may give less than the quote, as a fraction (0.005 = 0.5 %, the default).",
+    )
+
+
+class SwapSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    quote_id = serializers.UUIDField()
+    from_currency = serializers.CharField(source="from_currency.code")
+    to_currency = serializers.CharField(source="to_currency.code")
+    from_amount = MoneyOut()
+    min_to_amount = MoneyOut(help_text="The slippage bound.")
+    to_amount = MoneyOut(help_text="What the swap gave; null until completed.")
+    route = SwapLegSerializer(many=True)
+    status = serializers.ChoiceField(choices=["pending", "completed", "failed"])
+    reason = serializers.CharField(help_text="Why it failed: an error code.")
+    order_ids = serializers.ListField(child=serializers.IntegerField(), help_text="The leg orders, in route order.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

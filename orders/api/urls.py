@@ -9,4 +9,7 @@ urlpatterns = [
     path("trades", views.TradesView.as_view(), name="trades"),
     path("positions", views.PositionsView.as_view(), name="positions"),
     path("positions/<str:asset>/close", views.PositionCloseView.as_view(), name="position-close"),
+    path("swap/quote", views.SwapQuoteView.as_view(), name="swap-quote"),
+    path("swap", views.SwapView.as_view(), name="swap"),
+    path("swap/<int:swap_id>", views.SwapDetailView.as_view(), name="swap-detail"),
 ]

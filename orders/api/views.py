@@ -13,7 +13,7 @@ from accounts.models import ApiKeyScope
 from kootabase.api.errors import exception_handler
 from kootabase.api.serializers import ErrorSerializer
 from kootabase.errors import ServiceError
-from orders import positions, selectors, services
+from orders import positions, selectors, services, swap
 from orders.api import serializers as s
 from orders.models import Order, Trade
 
@@ -177,3 +177,58 @@ class PositionCloseView(generics.GenericAPIView):
             user=request.user, asset_code=asset, quote_code=request.query_params.get("quote")
         )
         return Response(s.OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+# --- Swap -----------------------------------------------------------------------------
+
+SWAP_ERRORS = dict.fromkeys((400, 401, 404, 409), ErrorSerializer)
+
+
+class SwapQuoteView(generics.GenericAPIView):
+    serializer_class = s.SwapQuoteSerializer
+    api_key_scopes = {"POST": ApiKeyScope.READ}
+
+    @extend_schema(
+        tags=["swap"],
+        request=s.SwapQuoteInput,
+        responses={201: s.SwapQuoteSerializer, **SWAP_ERRORS},
+        description="Price converting an amount of one currency into another at the live book, fees included, "
+        "directly or through a common currency. The quote is valid for a few seconds.",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.SwapQuoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = swap.swap_quote_create(
+            user=request.user,
+            from_code=data.validated_data["from_currency"],
+            to_code=data.validated_data["to_currency"],
+            amount=data.validated_data["amount"],
+        )
+        return Response(s.SwapQuoteSerializer(quote).data, status=status.HTTP_201_CREATED)
+
+
+class SwapView(generics.GenericAPIView):
+    serializer_class = s.SwapSerializer
+    api_key_scopes = {"POST": ApiKeyScope.TRADE}
+
+    @extend_schema(
+        tags=["swap"],
+        request=s.SwapExecuteInput,
+        responses={202: s.SwapSerializer, **SWAP_ERRORS},
+        description="Execute a quote: the amount is held and the matcher executes every leg at once, or fails "
+        "the swap and releases the hold. Follow it with GET /api/v1/swap/{id}.",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.SwapExecuteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = swap.swap_execute(user=request.user, **data.validated_data)
+        return Response(s.SwapSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SwapDetailView(generics.GenericAPIView):
+    serializer_class = s.SwapSerializer
+    api_key_scopes = {"GET": ApiKeyScope.READ}
+
+    @extend_schema(tags=["swap"], responses={200: s.SwapSerializer, 404: ErrorSerializer, 401: ErrorSerializer})
+    def get(self, request: Request, swap_id: int) -> Response:
+        return Response(s.SwapSerializer(swap.swap_get_own(user=request.user, swap_id=swap_id)).data)

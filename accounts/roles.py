@@ -50,6 +50,16 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_transfer",
         "wallets.view_adjustment",
         "wallets.view_auditrun",
+        # Blockchain: reads everything, approves or rejects withdrawals in review.
+        "blockchain.view_network",
+        "blockchain.view_asset",
+        "blockchain.view_deposit",
+        "blockchain.view_withdrawal",
+        "blockchain.decide_withdrawal",
+        "blockchain.view_outgoingtx",
+        "blockchain.view_sweep",
+        "blockchain.view_scannerstate",
+        "blockchain.view_chainalert",
     ),
     # Reviews identities and suspicious activity: reads users, the staff log, the audit
     # trail and users' API keys.
@@ -63,6 +73,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_ledgerleg",
         "wallets.view_transfer",
         "wallets.view_adjustment",
+        "blockchain.view_deposit",
+        "blockchain.view_withdrawal",
+        "blockchain.decide_withdrawal",
+        "blockchain.view_chainalert",
     ),
     # Helps users: reads their account details.
     SUPPORT: (
@@ -74,6 +88,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_journalentry",
         "wallets.view_ledgerleg",
         "wallets.view_transfer",
+        "blockchain.view_network",
+        "blockchain.view_asset",
+        "blockchain.view_deposit",
+        "blockchain.view_withdrawal",
     ),
     # Books adjustments (the only way staff move money) and reconciles: reads users, the
     # ledger and the audit results.
@@ -87,6 +105,15 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_adjustment",
         "wallets.post_adjustment",
         "wallets.view_auditrun",
+        # Reconciles the hot wallet against liabilities (the reserves page of assets).
+        "blockchain.view_network",
+        "blockchain.view_asset",
+        "blockchain.view_deposit",
+        "blockchain.view_withdrawal",
+        "blockchain.view_outgoingtx",
+        "blockchain.view_sweep",
+        "blockchain.view_scannerstate",
+        "blockchain.view_chainalert",
     ),
     # Operates markets (halting, resuming); market permissions join with the markets.
     MARKET_OPERATOR: (
@@ -98,6 +125,14 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_currency",
         "wallets.add_currency",
         "wallets.change_currency",
+        # Lists networks and assets and switches their deposits and withdrawals.
+        "blockchain.view_network",
+        "blockchain.add_network",
+        "blockchain.change_network",
+        "blockchain.view_asset",
+        "blockchain.add_asset",
+        "blockchain.change_asset",
+        "blockchain.view_scannerstate",
     ),
     # A platform user: acts only through the API, on their own data; no admin access.
     TRADER: (),

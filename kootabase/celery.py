@@ -31,6 +31,9 @@ TASK_ROUTES = {
 BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "kootabase.tasks.heartbeat", "schedule": 30.0},
     "ledger-audit": {"task": "wallets.tasks.ledger_audit", "schedule": 3600.0},
+    "blockchain-scan-deposits": {"task": "blockchain.tasks.scan_deposits", "schedule": 5.0},
+    "blockchain-process-withdrawals": {"task": "blockchain.tasks.process_withdrawals", "schedule": 5.0},
+    "blockchain-sweep-deposits": {"task": "blockchain.tasks.sweep_deposits", "schedule": 60.0},
 }
 
 app.conf.update(

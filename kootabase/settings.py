@@ -320,8 +320,6 @@ else:
 BLOCKCHAIN_CONFIRMATIONS_DEFAULT = env.int("BLOCKCHAIN_CONFIRMATIONS_DEFAULT", default=12)
 BLOCKCHAIN_SCAN_BATCH_BLOCKS = env.int("BLOCKCHAIN_SCAN_BATCH_BLOCKS", default=100)  # per scan run
 BLOCKCHAIN_FEE_BUMP_AFTER = env.int("BLOCKCHAIN_FEE_BUMP_AFTER", default=180)  # seconds unmined before a bump
-BLOCKCHAIN_SCAN_INTERVAL = env.float("BLOCKCHAIN_SCAN_INTERVAL", default=5.0)  # beat: scanner, broadcaster
-BLOCKCHAIN_SWEEP_INTERVAL = env.float("BLOCKCHAIN_SWEEP_INTERVAL", default=60.0)
 
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -75,7 +75,7 @@ class Posting:
 def currency_get_enabled(*, code: str, purpose: CurrencyPurpose | None = None) -> Currency:
     """The active currency ``code``, enabled for ``purpose``; ``unknown_currency`` or
     ``currency_disabled`` otherwise."""
-    currency = Currency.objects.filter(code=str(code).strip().upper()).first()
+    currency = sql.currency_by_code(str(code).strip().upper())
     if currency is None:
         raise ServiceError("unknown_currency", f"Unknown currency {code!r}.", details={"currency": str(code)})
     if not currency.is_active or (purpose is not None and not getattr(currency, f"{purpose}_enabled")):
@@ -293,14 +293,7 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
         sql.balances_update(changed)
 
 
-@retry_on_deadlock
-def ledger_post_batch(*, postings: Sequence[Posting]) -> list[JournalEntry]:
-    """Post many journal entries in one transaction with a constant number of queries.
-
-    Returns the entries in the order given. A posting whose idempotency key is already
-    stored returns the stored entry and moves nothing (``idempotency_conflict`` when its
-    legs differ). If any posting fails (``insufficient_funds`` ...) nothing is posted.
-    """
+def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[JournalEntry]:
     postings = list(postings)
     if not postings:
         return []
@@ -308,7 +301,9 @@ def ledger_post_batch(*, postings: Sequence[Posting]) -> list[JournalEntry]:
     entries = [
         JournalEntry(kind=p.kind, reference=p.reference, idempotency_key=p.idempotency_key or None) for p in postings
     ]
-    with transaction.atomic():
+    # The services below call this inside their own atomic block, which rolls back on any
+    # error: they skip the savepoint (two round trips per posting).
+    with transaction.atomic(savepoint=savepoint):
         replayed = _replayed_entries(postings, entries)
         _check_replays(postings, replayed)
         fresh = [i for i in range(len(postings)) if i not in replayed]
@@ -317,12 +312,31 @@ def ledger_post_batch(*, postings: Sequence[Posting]) -> list[JournalEntry]:
     return [replayed.get(i, entry) for i, entry in enumerate(entries)]
 
 
+@retry_on_deadlock
+def ledger_post_batch(*, postings: Sequence[Posting]) -> list[JournalEntry]:
+    """Post many journal entries in one transaction with a constant number of queries.
+
+    Returns the entries in the order given. A posting whose idempotency key is already
+    stored returns the stored entry and moves nothing (``idempotency_conflict`` when its
+    legs differ). If any posting fails (``insufficient_funds`` ...) nothing is posted,
+    and a caller's enclosing transaction may go on (the batch runs in a savepoint).
+    """
+    return _post(postings)
+
+
+@retry_on_deadlock
 def ledger_post(
     *, kind: str, legs: Sequence[Leg], reference: str = "", idempotency_key: str | None = None
 ) -> JournalEntry:
     """Post one journal entry (see ``ledger_post_batch``)."""
     posting = Posting(kind=kind, legs=legs, reference=reference, idempotency_key=idempotency_key)
-    return ledger_post_batch(postings=[posting])[0]
+    return _post([posting])[0]
+
+
+def _post_one(kind: str, legs: Sequence[Leg], reference: str = "", idempotency_key: str | None = None) -> JournalEntry:
+    """``ledger_post`` for the services here, inside their own atomic block."""
+    posting = Posting(kind=kind, legs=legs, reference=reference, idempotency_key=idempotency_key)
+    return _post([posting], savepoint=False)[0]
 
 
 # --- Holds and settlement -------------------------------------------------------------
@@ -342,7 +356,7 @@ def funds_hold(
     """Move ``amount`` from the user's available balance to their locked balance."""
     amount = amount_validate(amount=amount, currency=currency)
     available, locked = _between(user, currency, AccountKind.AVAILABLE, AccountKind.LOCKED)
-    return ledger_post(
+    return _post_one(
         kind=EntryKind.HOLD,
         legs=[Leg(available, amount.copy_negate()), Leg(locked, amount)],
         reference=reference,
@@ -358,7 +372,7 @@ def funds_release(
     """Move ``amount`` from the user's locked balance back to their available balance."""
     amount = amount_validate(amount=amount, currency=currency)
     locked, available = _between(user, currency, AccountKind.LOCKED, AccountKind.AVAILABLE)
-    return ledger_post(
+    return _post_one(
         kind=EntryKind.RELEASE,
         legs=[Leg(locked, amount.copy_negate()), Leg(available, amount)],
         reference=reference,
@@ -385,7 +399,7 @@ def funds_settle(
     if destination.currency_id != currency.pk:
         raise ValueError("the destination account holds another currency")
     locked = _user_account(user, currency, AccountKind.LOCKED)
-    return ledger_post(
+    return _post_one(
         kind=kind,
         legs=[Leg(locked, amount.copy_negate()), Leg(destination, amount)],
         reference=reference,
@@ -455,7 +469,7 @@ def transfer_create(
         )
         if not created:
             return transfer
-        ledger_post(
+        _post_one(
             kind=EntryKind.TRANSFER,
             legs=[
                 Leg(accounts[(sender.pk, currency.pk, AccountKind.AVAILABLE)], amount.copy_negate()),
@@ -505,7 +519,7 @@ def adjustment_post(
                 return adjustment
         else:
             adjustment = sql.row_insert(Adjustment(**compared, **extra))
-        ledger_post(
+        _post_one(
             kind=EntryKind.ADJUSTMENT,
             legs=[
                 Leg(accounts[(user.pk, currency.pk, AccountKind.AVAILABLE)], signed),

@@ -153,6 +153,43 @@ def row_insert(obj: Any) -> Any:
     return obj
 
 
+_CURRENCY_COLUMNS = (
+    "id",
+    "code",
+    "name",
+    "kind",
+    "precision",
+    "is_active",
+    "deposits_enabled",
+    "withdrawals_enabled",
+    "trading_enabled",
+    "transfers_enabled",
+)
+
+
+@cache
+def _currency_sql(vendor: str) -> str:
+    from wallets.models import Currency
+
+    quote = _connection().ops.quote_name
+    columns = ", ".join(quote(c) for c in _CURRENCY_COLUMNS)
+    return f"SELECT {columns} FROM {quote(Currency._meta.db_table)} WHERE {quote('code')} = %s"  # noqa: S608
+
+
+def currency_by_code(code: str) -> Any:
+    """The currency with this code (its switches read now), or None."""
+    from wallets.models import Currency
+
+    connection = _connection()
+    with connection.cursor() as cursor:
+        cursor.execute(_currency_sql(connection.vendor), [code])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [*row[:5], *(bool(v) for v in row[5:])]
+    return Currency.from_db(DEFAULT_DB_ALIAS, list(_CURRENCY_COLUMNS), values)
+
+
 @cache
 def _accounts_select_sql(vendor: str, owners: int, currencies: int, kinds: int) -> str:
     quote = _connection().ops.quote_name

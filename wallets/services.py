@@ -187,15 +187,16 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
     if len(keys) != len(set(keys)):
         raise ValueError("the same idempotency key appears twice in one batch")
+    kinds = frozenset(EntryKind.values)
     with localcontext(MONEY):
         for posting in postings:
-            if posting.kind not in EntryKind.values:
+            if posting.kind not in kinds:
                 raise ValueError(f"unknown entry kind {posting.kind!r}")
             if len(posting.legs) < 2:
                 raise ValueError("a journal entry needs at least two legs")
             totals: dict[int, Decimal] = defaultdict(Decimal)
             for leg in posting.legs:
-                if leg.account.pk is None:
+                if leg.account.id is None:
                     raise ValueError("legs must refer to saved ledger accounts")
                 amount, currency = leg.amount, currencies[leg.account.currency_id]
                 if not isinstance(amount, Decimal) or not amount.is_finite():
@@ -207,7 +208,7 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
                         "currency_disabled", f"{currency.code} is disabled.", details={"currency": currency.code}
                     )
                 amount_validate(amount=amount.copy_abs(), currency=currency)
-                totals[currency.pk] += amount
+                totals[currency.id] += amount
             unbalanced = {currencies[c].code: str(t) for c, t in totals.items() if t}
             if unbalanced:
                 raise ValueError(f"legs do not sum to zero per currency: {unbalanced}")
@@ -257,9 +258,23 @@ def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry
             )
 
 
+def _refuse(balance: Decimal, user_id: int | None, currency: Currency, kind: str, index: int) -> None:
+    if user_id is not None and balance < 0:
+        raise ServiceError(
+            "insufficient_funds",
+            f"Insufficient {currency.code} funds: {balance.copy_negate():f} more is needed in the {kind} balance.",
+            details={"currency": currency.code, "account": kind, "posting": index},
+        )
+    raise ServiceError(
+        "amount_out_of_range",
+        f"The resulting {currency.code} balance is beyond the ledger's range.",
+        details={"currency": currency.code, "posting": index},
+    )
+
+
 def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
     """Lock the balance rows, check, write the legs and the balances."""
-    account_ids = {leg.account.pk for posting in postings for leg in posting.legs}
+    account_ids = {leg.account.id for posting in postings for leg in posting.legs}
     locked = sql.accounts_lock(account_ids)
     if locked.keys() != account_ids:
         raise ValueError(f"unknown ledger accounts {sorted(account_ids - locked.keys())}")
@@ -267,26 +282,16 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
     legs: list[tuple[int, int, Decimal, Decimal]] = []
     with localcontext(MONEY):
         for index, (posting, entry) in enumerate(zip(postings, entries, strict=True)):
+            entry_id = entry.id
             for leg in posting.legs:
-                pk = leg.account.pk
-                balances[pk] += leg.amount
-                legs.append((entry.pk, pk, leg.amount, balances[pk]))
+                pk = leg.account.id
+                balance = balances[pk] = balances[pk] + leg.amount
+                legs.append((entry_id, pk, leg.amount, balance))
             for leg in posting.legs:
-                balance, user_id = balances[leg.account.pk], locked[leg.account.pk][1]
-                currency = currencies[leg.account.currency_id]
-                if user_id is not None and balance < 0:
-                    raise ServiceError(
-                        "insufficient_funds",
-                        f"Insufficient {currency.code} funds: {balance.copy_negate():f} more is needed "
-                        f"in the {leg.account.kind} balance.",
-                        details={"currency": currency.code, "account": leg.account.kind, "posting": index},
-                    )
-                if balance.copy_abs() >= AMOUNT_LIMIT:
-                    raise ServiceError(
-                        "amount_out_of_range",
-                        f"The resulting {currency.code} balance is beyond the ledger's range.",
-                        details={"currency": currency.code, "posting": index},
-                    )
+                account = leg.account
+                balance, user_id = balances[account.id], locked[account.id][1]
+                if (user_id is not None and balance < 0) or balance.copy_abs() >= AMOUNT_LIMIT:
+                    _refuse(balance, user_id, currencies[account.currency_id], account.kind, index)
     sql.legs_insert(legs)
     changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
     if changed:

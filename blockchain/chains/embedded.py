@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,6 +78,11 @@ class EmbeddedChain:
             raise RuntimeError(f"the tester's chain id is {self.w3.eth.chain_id}, expected {CHAIN_ID}")
         boot(self.w3)
         self.booted = self.tester.take_snapshot()
+
+    def handle(self, method: str, params: list[Any]) -> Any:
+        """Answer a JSON-RPC request as a node would: through the tester's own formatting
+        middleware, which turns the wire's hex quantities into the tester's Python values."""
+        return self.provider.request_func(self.w3, self.w3.middleware_onion)(method, params)
 
     def reset(self) -> None:
         """Back to the chain as it was right after boot (tests)."""
@@ -145,15 +151,20 @@ def _handler(chain: EmbeddedChain) -> type[BaseHTTPRequestHandler]:
 
         def _one(self, request: dict[str, Any]) -> dict[str, Any]:
             request_id = request.get("id")
+            method, params = request.get("method"), list(request.get("params") or [])
+            if method in ("eth_call", "eth_estimateGas") and params and isinstance(params[0], dict):
+                params[0] = {"from": FAUCET, **params[0]}  # eth-tester needs a sender that can pay; nodes do not
             try:
-                response = dict(chain.provider.make_request(request.get("method"), request.get("params") or []))
+                response = dict(chain.handle(method, params))
+                if "result" in response:
+                    response["result"] = _to_wire(response["result"])
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller as JSON-RPC
                 response = {"error": {"code": -32000, "message": str(exc)}}
             response.update(jsonrpc="2.0", id=request_id)
             return response
 
         def _reply(self, body: Any) -> None:
-            data = json.dumps(body, default=_json_default).encode()
+            data = json.dumps(body).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -166,9 +177,18 @@ def _handler(chain: EmbeddedChain) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _json_default(value: Any) -> Any:
+def _to_wire(value: Any) -> Any:
+    """The tester answers in Python values; JSON-RPC wants hex quantities and data."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return hex(value)
     if isinstance(value, bytes | bytearray):
         return Web3.to_hex(value)
+    if isinstance(value, Mapping):
+        return {key: _to_wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_wire(item) for item in value]
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 

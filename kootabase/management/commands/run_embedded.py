@@ -44,6 +44,10 @@ def background_processes() -> dict[str, list[str]]:
             str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
         ],
     }
+    # The embedded chain (docs/blockchain.md): one process owns the in-process EVM and
+    # serves it on 127.0.0.1 to the web process and the worker, unless a node is configured.
+    if settings.BLOCKCHAIN_EMBEDDED_CHAIN.startswith("http://127.0.0.1"):
+        processes["chain"] = [python, str(Path(settings.BASE_DIR) / "manage.py"), "run_chain"]
     # One single-writer matcher process for every active market (see docs/orders.md).
     from orders.models import Market
 

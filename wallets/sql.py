@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -35,7 +35,7 @@ def _chunks(rows: Sequence[Any], columns: int) -> Iterable[Sequence[Any]]:
         yield rows[start : start + size]
 
 
-@cache
+@lru_cache(maxsize=256)
 def _lock_sql(vendor: str, count: int) -> str:
     sql, _ = (
         ledger_accounts_lock(account_ids=range(count))
@@ -56,7 +56,7 @@ def accounts_lock(account_ids: Iterable[int]) -> dict[int, tuple[Decimal, int | 
         return {pk: (field.from_db_value(balance, None, connection), user_id) for pk, balance, user_id in cursor}
 
 
-@cache
+@lru_cache(maxsize=256)
 def _insert_sql(vendor: str, table: str, columns: tuple[str, ...], rows: int, returning: str | None) -> str:
     quote = _connection().ops.quote_name
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -107,7 +107,7 @@ def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
             cursor.execute(_insert_sql(connection.vendor, LedgerLeg._meta.db_table, columns, len(chunk), None), params)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _update_sql(vendor: str, rows: int) -> str:
     quote = _connection().ops.quote_name
     table, pk, balance = quote(LedgerAccount._meta.db_table), quote("id"), quote("balance")
@@ -130,7 +130,7 @@ def balances_update(balances: dict[int, Decimal]) -> None:
             cursor.execute(_update_sql(connection.vendor, len(chunk)), params)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _row_insert_sql(vendor: str, label: str) -> tuple[str, tuple[Any, ...]]:
     from django.apps import apps
 
@@ -167,7 +167,7 @@ _CURRENCY_COLUMNS = (
 )
 
 
-@cache
+@lru_cache(maxsize=256)
 def _currency_sql(vendor: str) -> str:
     from wallets.models import Currency
 
@@ -190,7 +190,7 @@ def currency_by_code(code: str) -> Any:
     return Currency.from_db(DEFAULT_DB_ALIAS, list(_CURRENCY_COLUMNS), values)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _accounts_select_sql(vendor: str, owners: int, currencies: int, kinds: int) -> str:
     quote = _connection().ops.quote_name
 

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -75,7 +76,20 @@ def setup(users: int) -> list[int]:
     return ids
 
 
-def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier]) -> tuple[int, int, float]:
+def server_cpu_seconds() -> float | None:
+    """CPU time used so far by a local MariaDB/MySQL server (None if not found)."""
+    for name in ("mariadbd", "mysqld"):
+        try:
+            pid = subprocess.run(["pidof", name], capture_output=True, text=True, check=False).stdout.split()
+            if pid:
+                fields = Path(f"/proc/{pid[0]}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier]) -> tuple[int, int, float, float]:
     user_ids, seconds, seed, barrier = args
     connections.close_all()  # never share the parent's connection
     rng = random.Random(seed)
@@ -84,7 +98,7 @@ def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier])
     run = uuid.uuid4().hex[:8]
     done = refused = 0
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         sender, recipient = rng.sample(user_ids, 2)
@@ -99,22 +113,29 @@ def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier])
             done += 1
         except ServiceError:
             refused += 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     connections.close_all()
-    return done, refused, elapsed
+    return done, refused, elapsed, cpu
 
 
 def bench_transfers(user_ids: list[int], workers: int, seconds: float) -> float:
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Manager().Barrier(workers)
+    server_before = server_cpu_seconds()
     with ctx.Pool(workers) as pool:
         results = pool.map(transfer_worker, [(user_ids, seconds, i, barrier) for i in range(workers)])
+    server_after = server_cpu_seconds()
     done = sum(r[0] for r in results)
     refused = sum(r[1] for r in results)
     elapsed = max(r[2] for r in results)
+    client_ms = sum(r[3] for r in results) / done * 1000
+    server = f", server {(server_after - server_before) / done * 1000:.2f}" if server_before is not None else ""
     rate = done / elapsed
-    print(f"transfers  workers={workers}  {done} in {elapsed:.1f}s  = {rate:,.0f}/s  ({refused} refused)")
+    print(
+        f"transfers  workers={workers}  {done} in {elapsed:.1f}s  = {rate:,.0f}/s  ({refused} refused; "
+        f"CPU ms per transfer: client {client_ms:.2f}{server})"
+    )
     return rate
 
 
@@ -177,7 +198,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT VERSION()" if vendor == "mysql" else "SELECT sqlite_version()")
         server = cursor.fetchone()[0]
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {vendor} {server}")
+    load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {vendor} {server}{load}")
     user_ids = setup(options.users)
     for workers in options.workers:
         bench_transfers(user_ids, workers, options.seconds)

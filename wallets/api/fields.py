@@ -30,7 +30,7 @@ from rest_framework import serializers
 
 from wallets.models import AMOUNT_DECIMAL_PLACES, AMOUNT_LIMIT
 
-_PLAIN_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?")
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # ASCII digits only
 _MAX_LENGTH = 80
 _DISPLAY = Context(prec=60)
 

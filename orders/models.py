@@ -8,6 +8,8 @@
   that (the user's cancel only sets ``cancel_requested``).
 - ``Trade``: one fill between a resting (maker) and an incoming (taker) order.
 - ``MatcherState``: the single writer's fencing token and sequence counters.
+- ``SwapQuote``, ``SwapExecution``: a priced conversion and its all-or-nothing execution
+  (``orders.swap``).
 
 See docs/orders.md.
 """

@@ -7,6 +7,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-mysql.txt /src/
 RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -r /src/requirements-mysql.txt
+COPY . /app
+# The matching engine's compiled core; the runtime stage has no compiler.
+RUN cd /app && /venv/bin/python -m matching.engine._native.build
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update \
@@ -21,7 +24,7 @@ ENV PATH=/venv/bin:$PATH \
     STATIC_ROOT=/app/staticfiles
 COPY --from=build /venv /venv
 WORKDIR /app
-COPY --chown=10001:0 . /app
+COPY --from=build --chown=10001:0 /app /app
 # Static files are collected at build time with throwaway settings; nothing secret is baked in.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
     REDIS_URL=redis://unused:6379/0 CELERY_BROKER_URL=memory:// \

@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The matching engine's compiled core (C; gcc and the Python headers, nothing downloaded).
+# Without a compiler the pure-Python engine serves, with the same behaviour.
+ENGINE_CORE := $(VENV)/.engine-core
 
 .PHONY: run test lint install
 
@@ -15,14 +18,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(ENGINE_CORE): $(STAMP) matching/engine/_native/_book.c matching/engine/_native/build.py
+	@$(BIN)/python -m matching.engine._native.build \
+		|| echo "note: the engine's compiled core did not build; the pure-Python engine will serve"
+	@touch $(ENGINE_CORE)
+
+install: $(ENGINE_CORE)
 
 ## Start the exchange on embedded defaults with demo data on http://127.0.0.1:8000
-run: $(STAMP)
+run: $(ENGINE_CORE)
 	$(BIN)/python manage.py run_embedded
 
 ## Run the whole test suite on the embedded setup
-test: $(STAMP)
+test: $(ENGINE_CORE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

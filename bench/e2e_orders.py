@@ -1,0 +1,318 @@
+"""End-to-end order benchmark on the production topology of one machine.
+
+Processes: uvicorn with several workers (production settings), the ETH-USDT matcher
+(``manage.py run_matcher``), MariaDB and Redis. Two measurements:
+
+1. **Matcher settling rate**: with the matcher stopped, a backlog of orders (about half
+   of them crossing) is placed through the placement service; then the matcher starts
+   and the time to drain the backlog gives its settled orders/s against MariaDB.
+2. **REST under an open-loop load**: a load generator sends ``POST /api/v1/orders`` at a
+   fixed arrival rate (seeded order mix, many users, JWT auth), stepping the offered
+   rate up. Latency is measured from each request's *planned* send time, so a stalled
+   server cannot hide queueing (no coordinated omission). For every step it reports the
+   achieved rate, request→response p50/p99/p99.9, and request→fill-committed latency of
+   the orders that traded on arrival (the trade row's commit time minus the planned send
+   time; one clock, one machine).
+
+Usage (MariaDB and Redis running locally; the database is dropped and re-created):
+
+    .venv/bin/pip install -r bench/requirements.txt
+    .venv/bin/python bench/e2e_orders.py --rates 250,500,1000,1500 --duration 15
+
+Results go in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MARKET = "ETH-USDT"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="kb_bench", help="MariaDB database to (re)create")
+    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--workers", type=int, default=3, help="uvicorn workers")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--backlog", type=int, default=10000, help="orders for the matcher settling run")
+    parser.add_argument("--rates", default="250,500,1000,1500", help="offered orders/s, one step each")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per step")
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-settle", action="store_true")
+    return parser.parse_args()
+
+
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """The real servers with DEBUG off. Development settings supply the secrets the
+    order path never reads (the blockchain's, for one); production adds only HTTPS
+    redirects and secure cookies, which do not change the cost of a request."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ENV", "DJANGO_SETTINGS_MODULE"}}
+    return {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "kootabase.settings",
+        "DEBUG": "False",
+        "DATABASE_URL": f"mysql://{args.mysql}/{args.db}",
+        "REDIS_URL": args.redis_url,
+        "CELERY_BROKER_URL": args.redis_url.rsplit("/", 1)[0] + "/15",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "THROTTLE_USER": "1000000/min",
+        "THROTTLE_IP": "100000000/min",
+        "LOG_LEVEL": "WARNING",
+        "KOOTABASE_VAR_DIR": "/tmp/kootabase-bench",
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def reset_database(args: argparse.Namespace, env: dict[str, str]) -> None:
+    user, host = args.mysql.split("@")
+    host, port = host.split(":")
+    subprocess.run(
+        [
+            "mysql",
+            "--protocol=tcp",
+            f"-h{host}",
+            f"-P{port}",
+            f"-u{user}",
+            "-e",
+            f"DROP DATABASE IF EXISTS {args.db}; CREATE DATABASE {args.db} CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_unicode_ci",
+        ],
+        check=True,
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def seed_users(n: int) -> list:
+    from accounts.models import User
+    from orders import demo as orders_demo
+    from wallets.models import Currency
+    from wallets.services import adjustment_post
+
+    orders_demo.seed()
+    usdt, eth = Currency.objects.get(code="USDT"), Currency.objects.get(code="ETH")
+    users = []
+    for i in range(n):
+        user = User.objects.create_user(email=f"bench{i}@example.com", password="bench-password-1")
+        for currency, amount in ((usdt, "10000000"), (eth, "10000")):
+            adjustment_post(
+                user=user,
+                currency=currency,
+                amount=Decimal(amount),
+                direction="credit",
+                reason="bench funds",
+                actor="bench",
+            )
+        users.append(user)
+    return users
+
+
+def order_mix(rng: random.Random) -> dict[str, str]:
+    """Limit orders around 2000 USDT; about a third cross the spread and trade at once."""
+    side = rng.choice(("buy", "sell"))
+    offset = rng.randint(1, 300) / 100
+    crossing = rng.random() < 0.35
+    price = Decimal(2000) + (Decimal(str(offset)) if (side == "buy") == crossing else -Decimal(str(offset)))
+    quantity = Decimal(rng.randint(6, 100)) / 1000  # 12-200 USDT: above the 10 USDT minimum notional
+    return {"market": MARKET, "side": side, "type": "limit", "price": f"{price:.2f}", "quantity": f"{quantity}"}
+
+
+def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    log = Path(env["KOOTABASE_VAR_DIR"]) / f"bench-{Path(argv[2] if argv[1] == '-m' else argv[1]).stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_drained(timeout: float = 120) -> float:
+    from orders.models import Order
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not Order.objects.filter(status="pending").exists():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise SystemExit("the matcher did not drain its backlog")
+
+
+def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tuple[int, float, int]:
+    from orders.models import Trade
+    from orders.services import order_place
+
+    rng = random.Random(args.seed)
+    for i in range(args.backlog):
+        fields = order_mix(rng)
+        order_place(
+            user=users[i % len(users)],
+            market_symbol=MARKET,
+            side=fields["side"],
+            type="limit",
+            price=Decimal(fields["price"]),
+            quantity=Decimal(fields["quantity"]),
+        )
+    trades_before = Trade.objects.count()
+    matcher = start([sys.executable, "manage.py", "run_matcher", "--market", MARKET], env)
+    try:
+        elapsed = wait_drained()
+    finally:
+        stop(matcher)
+    return args.backlog, elapsed, Trade.objects.count() - trades_before
+
+
+async def load_step(
+    rate: float, duration: float, tokens: list[str], base: str, rng: random.Random, connections: int
+) -> tuple[list[dict], float]:
+    import aiohttp
+
+    n = int(rate * duration)
+    results: list[dict] = []
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        loop = asyncio.get_running_loop()
+        t0_loop, t0_wall = loop.time() + 0.5, time.time() + 0.5
+
+        async def send(i: int) -> None:
+            planned_loop = t0_loop + i / rate
+            await asyncio.sleep(max(0.0, planned_loop - loop.time()))
+            body = order_mix(rng)
+            body["client_order_id"] = f"b{int(rate)}-{i}"
+            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+            try:
+                async with session.post(f"{base}/api/v1/orders", json=body, headers=headers) as response:
+                    payload = await response.json()
+                    status = response.status
+            except aiohttp.ClientError as exc:
+                status, payload = 0, {"error": str(exc)}
+            results.append(
+                {
+                    "i": i,
+                    "status": status,
+                    "latency": loop.time() - planned_loop,
+                    "planned_wall": t0_wall + i / rate,
+                    "order_id": payload.get("id"),
+                }
+            )
+
+        started = loop.time()
+        await asyncio.gather(*(send(i) for i in range(n)))
+        elapsed = loop.time() - started - 0.5
+    return results, elapsed
+
+
+def fill_latencies(results: list[dict]) -> list[float]:
+    """Planned send → commit of the first trade in which the order was the taker."""
+    from django.db.models import Min
+
+    from orders.models import Trade
+
+    by_order = {r["order_id"]: r for r in results if r["order_id"]}
+    firsts = (
+        Trade.objects.filter(taker_order_id__in=list(by_order))
+        .values("taker_order_id")
+        .annotate(first=Min("created_at"))
+    )
+    return [row["first"].timestamp() - by_order[row["taker_order_id"]]["planned_wall"] for row in firsts]
+
+
+def main() -> None:
+    args = parse_args()
+    env = environment(args)
+    reset_database(args, env)
+    setup_django(env)
+    from accounts.services import tokens_issue
+
+    print(f"seeding {args.users} users ...", flush=True)
+    users = seed_users(args.users)
+    if not args.skip_settle:
+        print(f"matcher settling run: {args.backlog} orders ...", flush=True)
+        n, elapsed, trades = settle_run(args, env, users)
+        print(f"| matcher settling | {n} orders, {trades} trades | {elapsed:.2f} s | **{n / elapsed:,.0f} orders/s** |")
+
+    tokens = [tokens_issue(user=u)["access"] for u in users]
+    base = f"http://127.0.0.1:{args.port}"
+    web = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "kootabase.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+    )
+    matcher = start([sys.executable, "manage.py", "run_matcher", "--market", MARKET], env)
+    try:
+        import urllib.request
+
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        rng = random.Random(args.seed + 1)
+        print("\n| offered/s | achieved/s | ok | errors | p50 ms | p99 ms | p99.9 ms | fill p50 ms | fill p99 ms |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for rate in [float(r) for r in args.rates.split(",")]:
+            results, elapsed = asyncio.run(load_step(rate, args.duration, tokens, base, rng, args.connections))
+            ok = [r for r in results if r["status"] == 201]
+            latencies = [r["latency"] * 1000 for r in results]
+            wait_drained()
+            fills = [f * 1000 for f in fill_latencies(ok)]
+            print(
+                f"| {rate:,.0f} | {len(ok) / elapsed:,.0f} | {len(ok)} | {len(results) - len(ok)} | "
+                f"{percentile(latencies, 0.5):.1f} | {percentile(latencies, 0.99):.1f} | "
+                f"{percentile(latencies, 0.999):.1f} | {percentile(fills, 0.5):.1f} | {percentile(fills, 0.99):.1f} |",
+                flush=True,
+            )
+    finally:
+        stop(web)
+        stop(matcher)
+
+
+if __name__ == "__main__":
+    main()

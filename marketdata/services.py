@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from kootabase.events import broadcast_after_commit
 from marketdata.models import Candle, DepthLevel, MarketState
@@ -300,6 +301,7 @@ def market_event(*, market: Market, trades: Sequence[Trade], applied: AppliedBat
         "type": "market.update",
         "market": market.symbol,
         "seq": applied.seq,
+        "time": _iso(timezone.now()),
         "bids": applied.bids,
         "asks": applied.asks,
         "trades": [trade_public(t) for t in trades],

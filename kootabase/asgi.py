@@ -1,4 +1,5 @@
-"""The one ASGI application: HTTP through Django, WebSocket through Channels."""
+"""The one ASGI application: HTTP through Django, WebSocket through Channels, and the
+lifespan hook that starts the embedded matchers when there is no Redis."""
 
 import os
 
@@ -12,10 +13,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from kootabase.routing import websocket_urlpatterns  # noqa: E402
+from marketdata.embedded import Lifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Embedded mode runs the matchers in this process (marketdata.embedded).
+        "lifespan": Lifespan(),
     }
 )

@@ -1,0 +1,99 @@
+"""Embedded mode: the matchers run inside the ASGI web process.
+
+Without ``REDIS_URL`` the channel layer is in-process memory, so a matcher in another
+process could never reach this process's sockets. The web process therefore runs the
+same ``orders.matcher`` code, with the same single-writer lock, in background threads,
+started and stopped by the ASGI lifespan (``kootabase.asgi``). Each matcher thread is a
+``sync_to_async`` worker of the web process's event loop, so the matcher's after-commit
+broadcasts (``async_to_sync(group_send)``) run on that loop, where the hub listens.
+
+With ``REDIS_URL`` the matcher is its own process (``manage.py run_matcher``) and this
+does nothing. ``KOOTABASE_EMBEDDED_MATCHER=0`` turns it off (e.g. to run ``run_matcher``
+by hand in embedded mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connections
+
+from orders.matcher import FencingError, MatcherLockError, matchers_run
+from orders.models import Market
+
+logger = logging.getLogger(__name__)
+
+
+def embedded_matchers_enabled() -> bool:
+    return not settings.REDIS_URL and os.environ.get("KOOTABASE_EMBEDDED_MATCHER", "1") != "0"
+
+
+class EmbeddedMatchers:
+    """One thread per active market, each running ``matchers_run`` for its market."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.tasks: list[asyncio.Future] = []
+        self.executor: ThreadPoolExecutor | None = None
+        self.symbols: list[str] = []
+
+    async def start(self) -> None:
+        self.symbols = await database_sync_to_async(
+            lambda: list(Market.objects.filter(status=Market.Status.ACTIVE).values_list("symbol", flat=True))
+        )()
+        if not self.symbols:
+            return
+        self.executor = ThreadPoolExecutor(max_workers=len(self.symbols), thread_name_prefix="matcher")
+        run = sync_to_async(self._run, thread_sensitive=False, executor=self.executor)
+        self.tasks = [asyncio.ensure_future(run(symbol)) for symbol in self.symbols]
+        logger.info("embedded matchers started for %s", ", ".join(self.symbols))
+
+    def _run(self, symbol: str) -> None:
+        try:
+            matchers_run(symbols=[symbol], should_stop=self.stopping.is_set)
+        except MatcherLockError as exc:
+            logger.warning("embedded matcher not started: %s", exc)
+        except FencingError as exc:
+            logger.error("embedded matcher %s stopped: %s", symbol, exc)
+        finally:
+            connections.close_all()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
+
+
+class Lifespan:
+    """The ASGI lifespan protocol: start the embedded matchers, stop them on shutdown."""
+
+    def __init__(self) -> None:
+        self.matchers: EmbeddedMatchers | None = None
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if embedded_matchers_enabled():
+                        self.matchers = EmbeddedMatchers()
+                        await self.matchers.start()
+                except Exception as exc:  # reported to the server, which refuses to start
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.matchers is not None:
+                    await self.matchers.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

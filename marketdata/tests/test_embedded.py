@@ -1,0 +1,49 @@
+"""Embedded mode: the ASGI lifespan starts the matchers inside the web process, and their
+events reach that process's sockets through the in-memory channel layer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+from channels.testing.websocket import WebsocketCommunicator
+
+from kootabase.asgi import application
+from kootabase.management.commands.run_embedded import background_processes
+from marketdata.tests.conftest import place
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_lifespan_runs_the_matchers_in_process(settings, alice_client, bob_client):
+    settings.REDIS_URL = ""
+
+    # Placed before the matchers start: the test database is SQLite in shared-cache memory,
+    # where a second writer fails at once instead of waiting (a file database waits).
+    place(alice_client, side="sell", price="2000", quantity="1")
+    place(bob_client, side="buy", price="2000", quantity="1")
+
+    async def scenario() -> None:
+        ws = WebsocketCommunicator(application, "/ws/v1/", headers=[(b"origin", b"http://127.0.0.1")])
+        assert (await ws.connect())[0]
+        await ws.send_to(text_data=json.dumps({"op": "subscribe", "channels": ["trades.ETH-USDT"]}))
+        assert (await ws.receive_json_from())["op"] == "subscribed"
+        lifespan = ApplicationCommunicator(application, {"type": "lifespan", "asgi": {"version": "3.0"}})
+        await lifespan.send_input({"type": "lifespan.startup"})
+        assert (await lifespan.receive_output(timeout=10))["type"] == "lifespan.startup.complete"
+        frame = await ws.receive_json_from(timeout=10)  # the test runs no matcher itself
+        assert (frame["channel"], frame["data"][0]["price"]) == ("trades.ETH-USDT", "2000")
+        await ws.disconnect()
+        await lifespan.send_input({"type": "lifespan.shutdown"})
+        assert (await lifespan.receive_output(timeout=10))["type"] == "lifespan.shutdown.complete"
+
+    async_to_sync(scenario)()
+
+
+def test_run_embedded_starts_no_matcher_process_without_redis(settings, markets):
+    settings.REDIS_URL = ""
+    assert "matcher" not in background_processes()
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert "matcher" in background_processes()

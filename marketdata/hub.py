@@ -109,7 +109,10 @@ class Hub:
     async def _start(self) -> None:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
-            self.channel = await self.layer.new_channel("marketdata.hub.")
+            # The default prefix: channels-redis reads all of a process's channels from one key per
+            # prefix, and one reader serves one key at a time, so a prefix of our own would
+            # starve the consumers' channels.
+            self.channel = await self.layer.new_channel()
             self._tasks.append(asyncio.create_task(self._read()))
             self._tasks.append(asyncio.create_task(self._rejoin()))
             self._started.set_result(None)

@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -59,6 +59,12 @@ class AppliedBatch:
     seq: int
     bids: list[list[str]]
     asks: list[list[str]]
+
+
+def _upsert_target(fields: list[str]) -> dict[str, Any]:
+    """``unique_fields`` for ``bulk_create(update_conflicts=True)`` where the backend takes
+    them (SQLite, PostgreSQL); MySQL/MariaDB's ON DUPLICATE KEY UPDATE uses every unique key."""
+    return {"unique_fields": fields} if connection.features.supports_update_conflicts_with_target else {}
 
 
 def _state_locked(market: Market) -> MarketState:
@@ -104,7 +110,7 @@ def _apply_levels(market: Market, levels: Mapping[tuple[str, str], str]) -> tupl
         DepthLevel.objects.bulk_create(
             upserts,
             update_conflicts=True,
-            unique_fields=["market", "side", "ticks"],
+            **_upsert_target(["market", "side", "ticks"]),
             update_fields=["price", "quantity"],
         )
     return out[DepthLevel.Side.BID], out[DepthLevel.Side.ASK]
@@ -184,7 +190,7 @@ def _candles_upsert(market: Market, buckets: dict[tuple[str, datetime], _Bucket]
             for (interval, start), b in merged.items()
         ],
         update_conflicts=True,
-        unique_fields=["market", "interval", "open_time"],
+        **_upsert_target(["market", "interval", "open_time"]),
         update_fields=list(_Bucket.__slots__),
     )
 

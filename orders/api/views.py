@@ -25,6 +25,7 @@ class OrdersView(generics.ListAPIView):
     """List, place and cancel-all of the caller's orders."""
 
     serializer_class = s.OrderSerializer
+    api_key_scopes = {"GET": ApiKeyScope.READ, "POST": ApiKeyScope.TRADE, "DELETE": ApiKeyScope.TRADE}
 
     def get_queryset(self) -> QuerySet[Order]:
         params = self.request.query_params
@@ -79,6 +80,7 @@ class OrdersView(generics.ListAPIView):
 
 class OrderBatchView(generics.GenericAPIView):
     serializer_class = s.OrderBatchInput
+    api_key_scopes = {"POST": ApiKeyScope.TRADE}
 
     @extend_schema(
         tags=["orders"],
@@ -111,6 +113,7 @@ class OrderBatchView(generics.GenericAPIView):
 
 class OrderDetailView(generics.GenericAPIView):
     serializer_class = s.OrderSerializer
+    api_key_scopes = {"GET": ApiKeyScope.READ, "DELETE": ApiKeyScope.TRADE}
 
     @extend_schema(tags=["orders"], responses={200: s.OrderSerializer, 404: ErrorSerializer, 401: ErrorSerializer})
     def get(self, request: Request, order_id: int) -> Response:

@@ -25,20 +25,10 @@ from blockchain.models import (
     Withdrawal,
     WithdrawalStatus,
 )
+from kootabase.admin import ReadOnlyAdmin
 from kootabase.errors import ServiceError
 
 DECIDE_WITHDRAWAL = "blockchain.decide_withdrawal"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AssetInline(admin.TabularInline):

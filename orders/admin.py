@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 
+from kootabase.admin import ReadOnlyAdmin
 from orders.models import FeeTier, Market, MatcherState, Order, Trade
 
 
@@ -23,17 +24,6 @@ class MarketAdmin(admin.ModelAdmin):
 @admin.register(FeeTier)
 class FeeTierAdmin(admin.ModelAdmin):
     list_display = ("group", "market", "maker_fee_rate", "taker_fee_rate")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Order)

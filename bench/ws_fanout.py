@@ -81,7 +81,7 @@ def load(maker, taker, rate: float, stop: threading.Event) -> None:
     interval, next_at = 2.0 / rate, time.monotonic()
     while not stop.is_set():
         price = Decimal(2000) + Decimal(rng.randint(-200, 200)) / 100
-        qty = Decimal(rng.randint(1, 50)) / 10000
+        qty = Decimal(rng.randint(60, 500)) / 10000  # above the 10 USDT minimum
         common = {"market_symbol": "ETH-USDT", "type": "limit", "price": price, "quantity": qty}
         order_place_or_get(user=maker, side="sell", **common)
         order_place_or_get(user=taker, side="buy", **common)
@@ -153,7 +153,12 @@ async def main_async(args: argparse.Namespace, server: subprocess.Popen, url: st
     for _ in range(args.subscribers):
         tasks.append(asyncio.create_task(subscriber(url, stats, ready, counter, args.subscribers)))
         await asyncio.sleep(0.002)
-    await asyncio.wait_for(ready.wait(), timeout=120)
+    done, _ = await asyncio.wait(
+        [asyncio.ensure_future(ready.wait()), *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in done:
+        if task in tasks:
+            task.result()  # a subscriber failed: show why
     rows = []
     for rate in args.rates:
         stop = threading.Event()

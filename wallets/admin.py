@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from kootabase.admin import ReadOnlyAdmin
 from kootabase.errors import ServiceError
 from wallets import services
 from wallets.models import (
@@ -28,19 +29,6 @@ from wallets.models import (
 )
 
 POST_ADJUSTMENT = "wallets.post_adjustment"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Shown to those with the view permission; nobody adds, changes or deletes here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Currency)

@@ -26,6 +26,9 @@ API_KEY_REVOKED = "api_key.revoked"
 # Withdrawals (recorded by the withdrawal service).
 WITHDRAWAL_REQUESTED = "withdrawal.requested"
 
+# Money moved by staff
+ADJUSTMENT_POSTED = "wallets.adjustment_posted"
+
 # Every change made in the admin: "admin.add", "admin.change", "admin.delete".
 ADMIN_ADD = "admin.add"
 ADMIN_CHANGE = "admin.change"

@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_get_by_email
+from audit import actions
+from audit.services import audit_record
 from kootabase.errors import Conflict, ServiceError
 from wallets import sql
 from wallets.locks import retry_on_deadlock
@@ -531,6 +533,19 @@ def adjustment_post(
                 Leg(accounts[(None, currency.pk, AccountKind.ADJUSTMENT)], signed.copy_negate()),
             ],
             reference=adjustment.reference,
+        )
+        audit_record(
+            action=actions.ADJUSTMENT_POSTED,
+            actor=created_by,
+            target=adjustment,
+            details={
+                "user": user.email,
+                "direction": direction,
+                "amount": f"{amount:f}",
+                "currency": currency.code,
+                "reason": adjustment.reason,
+                "by": actor,
+            },
         )
     return adjustment
 

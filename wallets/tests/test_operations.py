@@ -48,6 +48,24 @@ def test_credit_and_debit_commands_post_adjustments(alice, usdt, capsys):
     assert JournalEntry.objects.filter(kind="adjustment", reference=credit.reference).exists()
     assert "Credited 250.5 USDT to alice@example.com" in capsys.readouterr().out
     assert services.ledger_audit_run().ok
+    # Both land in the staff audit trail, with who, why and how much.
+    from audit.models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(action="wallets.adjustment_posted").order_by("id"))
+    assert [(e.actor, e.details["direction"], e.details["amount"]) for e in events] == [
+        (operator, "credit", "250.5"),
+        (None, "debit", "0.5"),
+    ]
+    assert events[0].details["reason"] == "Wire 123 received"
+
+
+@pytest.mark.django_db
+def test_a_replayed_adjustment_is_audited_once(alice, usdt):
+    from audit.models import AuditEvent
+
+    for _ in range(2):
+        call_command("credit", alice.email, "USDT", "10", reason="r", idempotency_key="wire-audit")
+    assert AuditEvent.objects.filter(action="wallets.adjustment_posted").count() == 1
 
 
 @pytest.mark.django_db

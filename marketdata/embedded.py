@@ -2,10 +2,13 @@
 
 Without ``REDIS_URL`` the channel layer is in-process memory, so a matcher in another
 process could never reach this process's sockets. The web process therefore runs the
-same ``orders.matcher`` code, with the same single-writer lock, in background threads,
-started and stopped by the ASGI lifespan (``kootabase.asgi``). Each matcher thread is a
-``sync_to_async`` worker of the web process's event loop, so the matcher's after-commit
-broadcasts (``async_to_sync(group_send)``) run on that loop, where the hub listens.
+same ``orders.matcher`` code, with the same single-writer lock, in one background thread
+that runs every active market — as one ``run_matcher`` process without ``--market``
+does, so a swap across two markets finds both books in the same matcher (see
+docs/orders.md, "Swap") — started and stopped by the ASGI lifespan
+(``kootabase.asgi``). The thread is a ``sync_to_async`` worker of the web process's event
+loop, so the matcher's after-commit broadcasts (``async_to_sync(group_send)``) run on
+that loop, where the hub listens.
 
 With ``REDIS_URL`` the matcher is its own process (``manage.py run_matcher``) and this
 does nothing. ``KOOTABASE_EMBEDDED_MATCHER=0`` turns it off (e.g. to run ``run_matcher``
@@ -36,7 +39,7 @@ def embedded_matchers_enabled() -> bool:
 
 
 class EmbeddedMatchers:
-    """One thread per active market, each running ``matchers_run`` for its market."""
+    """One thread running ``matchers_run`` for every active market."""
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
@@ -50,18 +53,18 @@ class EmbeddedMatchers:
         )()
         if not self.symbols:
             return
-        self.executor = ThreadPoolExecutor(max_workers=len(self.symbols), thread_name_prefix="matcher")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher")
         run = sync_to_async(self._run, thread_sensitive=False, executor=self.executor)
-        self.tasks = [asyncio.ensure_future(run(symbol)) for symbol in self.symbols]
+        self.tasks = [asyncio.ensure_future(run(self.symbols))]
         logger.info("embedded matchers started for %s", ", ".join(self.symbols))
 
-    def _run(self, symbol: str) -> None:
+    def _run(self, symbols: list[str]) -> None:
         try:
-            matchers_run(symbols=[symbol], should_stop=self.stopping.is_set)
+            matchers_run(symbols=symbols, should_stop=self.stopping.is_set)
         except MatcherLockError as exc:
             logger.warning("embedded matcher not started: %s", exc)
         except FencingError as exc:
-            logger.error("embedded matcher %s stopped: %s", symbol, exc)
+            logger.error("embedded matchers %s stopped: %s", ", ".join(symbols), exc)
         finally:
             connections.close_all()
 

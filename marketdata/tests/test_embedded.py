@@ -47,3 +47,32 @@ def test_run_embedded_starts_no_matcher_process_without_redis(settings, markets)
     assert "matcher" not in background_processes()
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     assert "matcher" in background_processes()
+
+
+def test_one_matcher_thread_owns_every_market(settings, markets):
+    """A swap across two markets needs both books in one matcher (docs/orders.md, "Swap")."""
+    import asyncio
+
+    from channels.db import database_sync_to_async
+
+    from marketdata.embedded import EmbeddedMatchers
+    from orders.models import MatcherState
+
+    settings.REDIS_URL = ""
+
+    async def scenario() -> None:
+        matchers = EmbeddedMatchers()
+        await matchers.start()
+        try:
+            assert len(matchers.tasks) == 1
+            assert sorted(matchers.symbols) == ["BTC-USDT", "ETH-USDT"]
+            started = database_sync_to_async(lambda: MatcherState.objects.filter(epoch__gt=0).count())
+            for _ in range(100):
+                if await started() == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert await started() == 2
+        finally:
+            await matchers.stop()
+
+    async_to_sync(scenario)()

@@ -39,8 +39,9 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
+from kootabase.db import rows_update
 from kootabase.errors import ServiceError
-from kootabase.events import broadcast_after_commit
+from kootabase.events import broadcast_after_commit, broadcasts_flush
 from matching.engine import (
     BUY,
     FOK,
@@ -566,7 +567,8 @@ class MarketMatcher:
         changed = list(batch.changed.values())
         for order in changed:
             order.updated_at = now
-        Order.objects.bulk_update(
+        rows_update(
+            Order,
             changed,
             [
                 "status",
@@ -581,7 +583,6 @@ class MarketMatcher:
                 "book_priority",
                 "updated_at",
             ],
-            batch_size=500,
         )
         self._publish(batch, changed)
 
@@ -637,3 +638,4 @@ def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> Non
     finally:
         for matcher in matchers:
             matcher.stop()
+        broadcasts_flush()  # what was committed is also announced before the process ends

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -235,6 +236,11 @@ async def load_step(
     return results, elapsed
 
 
+def errors_by_status(results: list[dict]) -> str:
+    counts = Counter(r["status"] for r in results if r["status"] != 201)
+    return ", ".join(f"{status or 'conn'}: {n}" for status, n in sorted(counts.items())) or "0"
+
+
 def fill_latencies(results: list[dict]) -> list[float]:
     """Planned send → commit of the first trade in which the order was the taker."""
     from django.db.models import Min
@@ -295,7 +301,10 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         rng = random.Random(args.seed + 1)
-        print("\n| offered/s | achieved/s | ok | errors | p50 ms | p99 ms | p99.9 ms | fill p50 ms | fill p99 ms |")
+        print(
+            "\n| offered/s | achieved/s | ok | errors (status: count) | p50 ms | p99 ms | p99.9 ms "
+            "| fill p50 ms | fill p99 ms |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for rate in [float(r) for r in args.rates.split(",")]:
             results, elapsed = asyncio.run(load_step(rate, args.duration, tokens, base, rng, args.connections))
@@ -304,7 +313,7 @@ def main() -> None:
             wait_drained()
             fills = [f * 1000 for f in fill_latencies(ok)]
             print(
-                f"| {rate:,.0f} | {len(ok) / elapsed:,.0f} | {len(ok)} | {len(results) - len(ok)} | "
+                f"| {rate:,.0f} | {len(ok) / elapsed:,.0f} | {len(ok)} | {errors_by_status(results)} | "
                 f"{percentile(latencies, 0.5):.1f} | {percentile(latencies, 0.99):.1f} | "
                 f"{percentile(latencies, 0.999):.1f} | {percentile(fills, 0.5):.1f} | {percentile(fills, 0.99):.1f} |",
                 flush=True,

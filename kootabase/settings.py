@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "kootabase.middleware.concurrency_limit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -101,6 +102,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Requests one web process runs at once (each holds a database connection while it runs);
+# keep workers x this below the database's max_connections. See kootabase.middleware.
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=32)
 
 ROOT_URLCONF = "kootabase.urls"
 ASGI_APPLICATION = "kootabase.asgi.application"
@@ -140,7 +145,10 @@ if DATABASE_VENDOR == "mysql":
     # MySQL cannot index Lower(email); its *_ci collation already compares emails
     # case-insensitively, so the plain unique index gives the same guarantee there.
     SILENCED_SYSTEM_CHECKS = ["models.W044"]
-    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    # 0: under ASGI every request runs on a thread of its own, so a persistent connection
+    # would stay behind per thread. Long-running processes (the matcher, Celery workers)
+    # keep theirs anyway; the web tier bounds its connections with WEB_MAX_CONCURRENT_REQUESTS.
+    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
     _db["CONN_HEALTH_CHECKS"] = True
 elif DATABASE_VENDOR == "sqlite":
     # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock

@@ -228,3 +228,36 @@ def test_the_daily_limit_is_enforced(chain, rich_alice, eth_asset, unchanged):
         request(rich_alice, amount="1", key="w-2")
     assert exc.value.code == "withdrawal_limit_exceeded"
     assert Withdrawal.objects.count() == 1
+
+
+def test_a_stuck_withdrawal_is_bumped_with_the_same_nonce_and_paid_once(chain, rich_alice, settings):
+    settings.BLOCKCHAIN_FEE_BUMP_AFTER = 0  # every unmined transaction counts as stuck
+    recipient = Account.create().address
+    hot_nonce = chain.w3.eth.get_transaction_count(hot_wallet().address)
+    withdrawal, _ = request(rich_alice, amount="1", address=recipient)
+    chain.tester.disable_auto_mine_transactions()
+    try:
+        tasks.process_withdrawals()  # screened, approved, signed, sent: pending, not mined
+        withdrawal.refresh_from_db()
+        first = withdrawal.tx
+        assert first.status == OutgoingTx.Status.SENT and chain.w3.eth.get_balance(recipient) == 0
+
+        tasks.process_withdrawals()  # still unmined: re-signed with the same nonce and higher fees
+        withdrawal.refresh_from_db()
+        bumped = withdrawal.tx
+        assert bumped.pk == first.pk and bumped.nonce == first.nonce
+        assert bumped.tx_hash != first.tx_hash
+        assert bumped.previous_hashes == [*first.previous_hashes, first.tx_hash]  # every earlier hash is kept
+        assert bumped.max_fee_per_gas > first.max_fee_per_gas
+        assert bumped.priority_fee_per_gas > first.priority_fee_per_gas
+    finally:
+        chain.tester.enable_auto_mine_transactions()
+    chain.mine(3)
+    tasks.process_withdrawals()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == WithdrawalStatus.CONFIRMED
+    assert withdrawal.tx.mined_hash in {bumped.tx_hash, *bumped.previous_hashes}
+    assert chain.w3.eth.get_balance(recipient) == 10**18  # paid once, whichever of the two was mined
+    assert chain.w3.eth.get_transaction_count(hot_wallet().address) == hot_nonce + 1
+    assert OutgoingTx.objects.count() == 1
+    assert_ledger_ok()

@@ -261,3 +261,29 @@ def test_a_stuck_withdrawal_is_bumped_with_the_same_nonce_and_paid_once(chain, r
     assert chain.w3.eth.get_transaction_count(hot_wallet().address) == hot_nonce + 1
     assert OutgoingTx.objects.count() == 1
     assert_ledger_ok()
+
+
+def test_a_withdrawal_reverted_on_chain_fails_and_its_hold_is_released(chain, rich_alice):
+    # The hot wallet's tokens are gone (moved away out of band): the token transfer reverts.
+    hot = hot_wallet()
+    token = demo_token(chain.w3)
+    held = token.functions.balanceOf(hot.address).call()
+    drain = token.functions.transfer(Account.create().address, held).build_transaction(
+        {"from": hot.address, "nonce": chain.w3.eth.get_transaction_count(hot.address), "gas": 100_000}
+    )
+    chain.w3.eth.send_raw_transaction(hot.sign_transaction(drain).raw_transaction)
+    assert token.functions.balanceOf(hot.address).call() == 0
+
+    recipient = Account.create().address
+    withdrawal, _ = request(rich_alice, currency="USDT", amount="100", address=recipient)
+    assert balance(rich_alice, "USDT", AccountKind.LOCKED) > 0
+    tasks.process_withdrawals()
+    chain.mine(3)
+    tasks.process_withdrawals()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == WithdrawalStatus.FAILED
+    assert withdrawal.tx.status == OutgoingTx.Status.FAILED
+    assert token.functions.balanceOf(recipient).call() == 0
+    assert balance(rich_alice, "USDT") == Decimal(5000)  # amount and fee back
+    assert balance(rich_alice, "USDT", AccountKind.LOCKED) == 0
+    assert_ledger_ok()

@@ -12,7 +12,7 @@ from audit.models import AuditEvent
 from blockchain import broadcaster, tasks
 from blockchain.chains.embedded import demo_token
 from blockchain.hdwallet import hot_wallet
-from blockchain.models import OutgoingTx, Withdrawal, WithdrawalStatus
+from blockchain.models import ChainAlert, OutgoingTx, Withdrawal, WithdrawalStatus
 from blockchain.services import (
     deposit_address_get_or_create,
     withdrawal_approve,
@@ -286,4 +286,5 @@ def test_a_withdrawal_reverted_on_chain_fails_and_its_hold_is_released(chain, ri
     assert token.functions.balanceOf(recipient).call() == 0
     assert balance(rich_alice, "USDT") == Decimal(5000)  # amount and fee back
     assert balance(rich_alice, "USDT", AccountKind.LOCKED) == 0
+    assert ChainAlert.objects.filter(kind=ChainAlert.Kind.TX_FAILED, details__withdrawal=withdrawal.pk).exists()
     assert_ledger_ok()

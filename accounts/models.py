@@ -53,6 +53,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     updated_at = models.DateTimeField(auto_now=True)
     # Bumped by "log out everywhere": every session and access token issued before it stops working.
     auth_epoch = models.PositiveIntegerField(default=0, editable=False)
+    # A frozen account can log in and look, but moves nothing: no orders, swaps, transfers
+    # or withdrawals (``accounts.services.user_check_not_frozen``). Set by compliance or staff.
+    frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    frozen_reason = models.CharField(max_length=200, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -68,6 +72,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.frozen_at is not None
 
     def _get_session_auth_hash(self, secret: str | None = None) -> str:
         # Django's session check (a session stays valid while this hash is unchanged), with

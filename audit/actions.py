@@ -29,6 +29,10 @@ WITHDRAWAL_REQUESTED = "withdrawal.requested"
 # Money moved by staff
 ADJUSTMENT_POSTED = "wallets.adjustment_posted"
 
+# Accounts acted on by staff
+USER_FROZEN = "accounts.user_frozen"
+USER_UNFROZEN = "accounts.user_unfrozen"
+
 # Every change made in the admin: "admin.add", "admin.change", "admin.delete".
 ADMIN_ADD = "admin.add"
 ADMIN_CHANGE = "admin.change"

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.otp import otp_verify
+from accounts.services import user_check_not_frozen
 from audit import actions
 from audit.services import audit_record
 from blockchain.chains import adapter_for
@@ -229,6 +230,7 @@ def withdrawal_request(
     stored = Withdrawal.objects.filter(user=user, idempotency_key=idempotency_key).first()
     if stored is not None:
         return WithdrawalRequest(_same_request(stored, currency_code, network_name, amount), False)
+    user_check_not_frozen(user=user)
     otp_verify(user=user, code=otp_code, request=request, purpose="withdrawal")
     asset = asset_get(currency_code=currency_code, network_name=network_name, purpose="withdrawals")
     currency = asset.currency

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import user_check_not_frozen
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
@@ -285,6 +286,7 @@ def order_place_or_get(
             return _replay(existing, _check_quietly(user, market_get(symbol=market_symbol), fields))
     else:
         client_order_id = uuid.uuid4().hex
+    user_check_not_frozen(user=user)
     market = market_get_open(symbol=market_symbol)
     checked = _check(user=user, market=market, **fields)
     with transaction.atomic():

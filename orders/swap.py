@@ -56,6 +56,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import user_check_not_frozen
 from kootabase.errors import Conflict, NotFound, ServiceError
 from matching.engine import BUY, SELL, MarketSpec
 from orders.models import (
@@ -355,6 +356,7 @@ def swap_execute(*, user: User, quote_id: uuid.UUID | str, slippage: Decimal) ->
     ``swap_insufficient_liquidity``, ``swap_slippage_exceeded`` (409 when the stored book
     already gives less than the bound), ``insufficient_funds``. Nothing is held or
     stored when it refuses."""
+    user_check_not_frozen(user=user)
     try:
         quote = SwapQuote.objects.select_related("from_currency", "to_currency").get(pk=quote_id, user=user)
     except (SwapQuote.DoesNotExist, ValueError):

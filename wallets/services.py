@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_get_by_email
+from accounts.services import user_check_not_frozen
 from audit import actions
 from audit.services import audit_record
 from kootabase.errors import Conflict, ServiceError
@@ -456,6 +457,7 @@ def transfer_create(
     Errors: ``unknown_currency``, ``currency_disabled``, ``amount_*``,
     ``unknown_recipient``, ``self_transfer``, ``insufficient_funds``, ``idempotency_conflict``.
     """
+    user_check_not_frozen(user=sender)
     currency = currency_get_enabled(code=currency_code, purpose="transfers")
     amount = amount_validate(amount=amount, currency=currency)
     recipient = user_get_by_email(email=recipient_email)

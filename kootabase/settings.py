@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "marketdata",
     "blockchain",
     "audit",
+    "kyc",
 ]
 
 MIDDLEWARE = [
@@ -250,12 +251,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "kootabase.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "kootabase.api.throttling.ApiKeyRateThrottle",
-        "kootabase.api.throttling.IpRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["kootabase.api.throttling.RateLimitThrottle"],
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="300/min"),
@@ -331,6 +327,14 @@ else:
 BLOCKCHAIN_CONFIRMATIONS_DEFAULT = env.int("BLOCKCHAIN_CONFIRMATIONS_DEFAULT", default=12)
 BLOCKCHAIN_SCAN_BATCH_BLOCKS = env.int("BLOCKCHAIN_SCAN_BATCH_BLOCKS", default=100)  # per scan run
 BLOCKCHAIN_FEE_BUMP_AFTER = env.int("BLOCKCHAIN_FEE_BUMP_AFTER", default=180)  # seconds unmined before a bump
+# The withdrawal address book: a new address, and switching "only to the address book"
+# off, take effect this many seconds after the (2FA-confirmed) request. See docs/security.md.
+ADDRESS_BOOK_ACTIVATION_DELAY = env.int("ADDRESS_BOOK_ACTIVATION_DELAY", default=24 * 3600)
+
+# --- KYC ------------------------------------------------------------------------------
+# Tier limits are valued in this currency (see docs/security.md, "KYC tiers").
+KYC_REFERENCE_CURRENCY = env.str("KYC_REFERENCE_CURRENCY", default="USDT").strip().upper()
+KYC_DOCUMENT_MAX_BYTES = env.int("KYC_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)  # per file
 
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -351,6 +355,9 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # served from the finders; collectstatic fills it in production
 MEDIA_ROOT = VAR_DIR / "media"
+# Files that are never served: KYC documents. Outside every served URL (no URL maps to it);
+# in production a mounted volume of its own (see docs/operations.md).
+PRIVATE_MEDIA_ROOT = Path(env.str("PRIVATE_MEDIA_ROOT", default=str(VAR_DIR / "private")))
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

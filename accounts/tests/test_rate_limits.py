@@ -8,23 +8,23 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from accounts.tests.helpers import signed
-from kootabase.api.throttling import ApiKeyRateThrottle, IpRateThrottle
+from kootabase.api.throttling import RateLimitThrottle
 
 
 @contextmanager
-def rates(throttle, **overrides):
-    throttle.THROTTLE_RATES = {**api_settings.DEFAULT_THROTTLE_RATES, **overrides}
+def rates(**overrides):
+    RateLimitThrottle.THROTTLE_RATES = {**api_settings.DEFAULT_THROTTLE_RATES, **overrides}
     try:
         yield
     finally:
-        throttle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        RateLimitThrottle.THROTTLE_RATES = None
 
 
 @pytest.mark.django_db
 def test_each_api_key_has_its_own_limit(make_api_key):
     first, first_secret = make_api_key(label="one")
     second, second_secret = make_api_key(label="two")
-    with rates(ApiKeyRateThrottle, api_key="2/min"):
+    with rates(api_key="2/min"):
         codes = [signed(APIClient(), "GET", "/api/v1/me", key=first.key, secret=first_secret) for _ in range(3)]
         other = signed(APIClient(), "GET", "/api/v1/me", key=second.key, secret=second_secret)
     assert [r.status_code for r in codes] == [200, 200, 429]
@@ -35,7 +35,7 @@ def test_each_api_key_has_its_own_limit(make_api_key):
 
 @pytest.mark.django_db
 def test_each_ip_has_a_ceiling_even_when_logged_in(auth_client, other_client):
-    with rates(IpRateThrottle, ip="3/min"):
+    with rates(ip="3/min"):
         mine = [auth_client.get("/api/v1/me", REMOTE_ADDR="192.0.2.1").status_code for _ in range(3)]
         theirs = other_client.get("/api/v1/me", REMOTE_ADDR="192.0.2.1")
         elsewhere = other_client.get("/api/v1/me", REMOTE_ADDR="192.0.2.2")
@@ -47,13 +47,24 @@ def test_each_ip_has_a_ceiling_even_when_logged_in(auth_client, other_client):
 
 @pytest.mark.django_db
 def test_each_user_has_a_limit_across_ips(auth_client, other_client):
-    from rest_framework.throttling import UserRateThrottle
-
-    with rates(UserRateThrottle, user="2/min"):
+    with rates(user="2/min"):
         codes = [auth_client.get("/api/v1/me", REMOTE_ADDR=f"192.0.2.{i}").status_code for i in range(3)]
         other = other_client.get("/api/v1/me")
     assert codes == [200, 200, 429]
     assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_window_ends_and_the_counter_starts_again(auth_client):
+    from django.core.cache import cache
+
+    with rates(user="1/min"):
+        assert auth_client.get("/api/v1/me").status_code == 200
+        refused = auth_client.get("/api/v1/me")
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 60
+        cache.clear()  # the window is over: its counters expire
+        assert auth_client.get("/api/v1/me").status_code == 200
 
 
 @pytest.mark.redis

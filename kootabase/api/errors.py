@@ -9,6 +9,7 @@ codes are qualified with the field (``email_invalid``, ``amount_max_decimal_plac
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -114,8 +115,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         else:
             message, details = str(detail), {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait) + 1)
-            details = {"retry_after": int(exc.wait) + 1}
+            retry_after = max(1, math.ceil(exc.wait))  # whole seconds, never 0
+            headers["Retry-After"] = str(retry_after)
+            details = {"retry_after": retry_after}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
     else:

@@ -1,34 +1,121 @@
-"""Rate limits beside DRF's per-user and anonymous ones: per API key and per IP.
+"""Rate limits: per user (or per anonymous client), per API key and per IP, in one check.
 
-Counters live in the project's cache (Redis in production), so every web process shares
-them. A refused request gets 429 ``throttled`` with ``Retry-After`` (kootabase.api.errors).
+Each limit is a fixed-window counter in the project's cache (Redis in production, so
+every web process shares them): the first request of a window creates the counter with
+the window's length as its expiry, each request adds one, and a request that takes a
+counter past its rate is refused with 429 ``throttled`` and ``Retry-After`` (the
+whole seconds left in the counter's window; ``kootabase.api.errors``). On Redis all the counters of a
+request move in one pipelined round trip.
+
+The rates are DRF's ``DEFAULT_THROTTLE_RATES``: ``user``, ``anon``, ``api_key``, ``ip``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+_DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Requests signed with one API key (rate ``api_key``); other requests are not counted here."""
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"600/min"`` -> (600, 60): requests allowed and the window in seconds."""
+    count, period = rate.split("/")
+    return int(count), _DURATIONS[period[0]]
 
-    scope = "api_key"
 
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
+class RateLimitThrottle(BaseThrottle):
+    """Every limit that applies to the request, counted in one round trip.
+
+    A signed API-key request counts against its key (``api_key``) and its user
+    (``user``); a token or session request against its user; an anonymous one against
+    its IP (``anon``); and every request against its IP (``ip``), a ceiling for one
+    address whoever is logged in.
+    """
+
+    THROTTLE_RATES: dict[str, str] | None = None  # None: DRF's DEFAULT_THROTTLE_RATES
+
+    def __init__(self) -> None:
+        self.wait_seconds: float | None = None
+
+    def rates(self) -> dict[str, str]:
+        return self.THROTTLE_RATES if self.THROTTLE_RATES is not None else api_settings.DEFAULT_THROTTLE_RATES
+
+    def limits(self, request: Request) -> list[tuple[str, int, int]]:
+        """(cache key, allowed, window seconds) of each limit that applies."""
         from accounts.models import ApiKey
 
-        if not isinstance(request.auth, ApiKey):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+        idents: list[tuple[str, Any]] = []
+        if request.user and request.user.is_authenticated:
+            idents.append(("user", request.user.pk))
+            if isinstance(request.auth, ApiKey):
+                idents.append(("api_key", request.auth.pk))
+        else:
+            idents.append(("anon", self.get_ident(request)))
+        idents.append(("ip", self.get_ident(request)))
+        rates = self.rates()
+        limits = []
+        for scope, ident in idents:
+            rate = rates.get(scope)
+            if rate:
+                allowed, window = parse_rate(rate)
+                limits.append((f"throttle_{scope}_{ident}", allowed, window))
+        return limits
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        limits = self.limits(request)
+        if not limits:
+            return True
+        counts = _count(limits)
+        refused = [ttl for (_, allowed, _), (count, ttl) in zip(limits, counts, strict=True) if count > allowed]
+        if refused:
+            self.wait_seconds = max(refused)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
 
 
-class IpRateThrottle(SimpleRateThrottle):
-    """Every request from one IP, authenticated or not (rate ``ip``): a ceiling for one address."""
+def _count(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
+    """Add one to each counter; returns (count, seconds left in its window) per limit."""
+    if isinstance(cache, RedisCache) or isinstance(getattr(cache, "_wrapped", None), RedisCache):
+        return _count_redis(limits)
+    return _count_cache(limits)
 
-    scope = "ip"
 
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+def _count_redis(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
+    keys = [cache.make_and_validate_key(key) for key, _, _ in limits]
+    client = cache._cache.get_client(keys[0], write=True)
+    pipe = client.pipeline(transaction=False)
+    for key, (_, _, window) in zip(keys, limits, strict=True):
+        pipe.set(key, 0, ex=window, nx=True)  # a new window
+        pipe.incr(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    return [(int(replies[3 * i + 1]), max(int(replies[3 * i + 2]), 0) / 1000) for i in range(len(limits))]
+
+
+def _count_cache(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
+    """Any other cache backend (the embedded local-memory one): the window's end is
+    stored beside the counter."""
+    now = time.time()
+    counts = []
+    for key, _, window in limits:
+        if cache.add(key, 0, window):
+            cache.set(f"{key}:ends", now + window, window)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, window)
+            cache.set(f"{key}:ends", now + window, window)
+            count = 1
+        ends = cache.get(f"{key}:ends") or now + window
+        counts.append((count, max(ends - now, 0.0)))
+    return counts

@@ -75,15 +75,17 @@ def test_unsupported_media_type(auth_client):
 @pytest.mark.django_db
 def test_anonymous_requests_are_throttled(api_client, settings):
     from rest_framework.settings import api_settings
-    from rest_framework.throttling import AnonRateThrottle
 
-    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "anon": "3/min"}
-    AnonRateThrottle.THROTTLE_RATES = rates
+    from kootabase.api.throttling import RateLimitThrottle
+
+    RateLimitThrottle.THROTTLE_RATES = {**api_settings.DEFAULT_THROTTLE_RATES, "anon": "3/min"}
     try:
         codes = [api_client.get("/api/v1/auth/csrf").status_code for _ in range(4)]
+        public = api_client.get("/api/v1/markets")  # the public market data too
     finally:
-        AnonRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        RateLimitThrottle.THROTTLE_RATES = None
     assert codes == [200, 200, 200, 429]
+    assert public.status_code == 429
 
 
 @pytest.mark.django_db(transaction=True)

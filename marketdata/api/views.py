@@ -10,11 +10,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from kootabase.api.serializers import ErrorSerializer
-from kootabase.api.throttling import IpRateThrottle
 from marketdata import selectors
 from marketdata.api import serializers as s
 from marketdata.services import trade_public
@@ -24,8 +22,7 @@ ERRORS = dict.fromkeys((400, 404, 429), ErrorSerializer)
 
 class PublicView(APIView):
     authentication_classes: list = []
-    permission_classes = [AllowAny]
-    throttle_classes = [AnonRateThrottle, IpRateThrottle]
+    permission_classes = [AllowAny]  # rate-limited per IP (``anon`` and ``ip``): no user here
 
     def query(self, serializer_class: type) -> dict:
         data = serializer_class(data=self.request.query_params.dict())

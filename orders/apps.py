@@ -6,3 +6,6 @@ class OrdersConfig(AppConfig):
 
     name = "orders"
     verbose_name = "Orders and markets"
+
+    def ready(self) -> None:
+        from orders import catalog  # noqa: F401  (connects the catalog's change signals)

@@ -17,6 +17,7 @@ from django.db.models import Q
 from accounts.models import User
 from kootabase.errors import ServiceError
 from matching.engine import AmountOutOfRange, MarketSpec, PriceNotOnTick, QtyNotOnLot
+from orders.catalog import fee_tiers_for
 from orders.models import FeeTier, Market
 from wallets.models import MONEY
 
@@ -118,6 +119,8 @@ def fee_rates_for(*, user: User, market: Market) -> FeeRates:
     """The user's rates on ``market``: the lowest of the market's and of every tier that
     applies through the user's groups (tiers for this market or for all markets)."""
     maker, taker = market.maker_fee_rate, market.taker_fee_rate
+    if not fee_tiers_for(market):  # the common case: no tier to look the user's groups up for
+        return FeeRates(maker=maker, taker=taker)
     tiers = FeeTier.objects.filter(Q(market=market) | Q(market__isnull=True), group__user=user)
     for tier in tiers:
         maker = min(maker, tier.maker_fee_rate)

@@ -26,6 +26,11 @@ API_KEY_REVOKED = "api_key.revoked"
 # Withdrawals (recorded by the withdrawal service).
 WITHDRAWAL_REQUESTED = "withdrawal.requested"
 
+# The withdrawal address book (recorded by blockchain.address_book).
+ADDRESS_BOOK_ADDED = "address_book.added"
+ADDRESS_BOOK_REMOVED = "address_book.removed"
+ADDRESS_BOOK_SETTING_CHANGED = "address_book.setting_changed"
+
 # Money moved by staff
 ADJUSTMENT_POSTED = "wallets.adjustment_posted"
 

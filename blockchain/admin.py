@@ -1,7 +1,7 @@
 """Back office for the chain side: networks and assets (edited by market operators),
-deposits, withdrawals with approve / reject (``blockchain.decide_withdrawal``), the
-platform's transactions, sweeps, alerts, each scanner's height and lag, and the hot
-wallet's balances against user liabilities."""
+deposits, withdrawals with approve / reject (``blockchain.decide_withdrawal``), users'
+withdrawal address books (read-only), the platform's transactions, sweeps, alerts, each
+scanner's height and lag, and the hot wallet's balances against user liabilities."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.urls import path
 
 from blockchain import selectors, services
 from blockchain.models import (
+    AddressBookSetting,
     Asset,
     ChainAlert,
     Deposit,
@@ -23,6 +24,7 @@ from blockchain.models import (
     ScannerState,
     Sweep,
     Withdrawal,
+    WithdrawalAddress,
     WithdrawalStatus,
 )
 from kootabase.admin import ReadOnlyAdmin
@@ -153,6 +155,24 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             lambda pk: services.withdrawal_reject(withdrawal_id=pk, staff=request.user, reason="rejected in review"),
             "rejected",
         )
+
+
+@admin.register(WithdrawalAddress)
+class WithdrawalAddressAdmin(ReadOnlyAdmin):
+    """Users' address books: read-only; users add and remove entries themselves, with 2FA."""
+
+    list_display = ("id", "user", "network", "currency", "address", "label", "active_at", "created_at")
+    list_filter = ("network", "currency")
+    search_fields = ("=id", "address", "label", "user__email")
+    list_select_related = ("user", "network", "currency")
+
+
+@admin.register(AddressBookSetting)
+class AddressBookSettingAdmin(ReadOnlyAdmin):
+    list_display = ("user", "only_address_book", "off_at", "updated_at")
+    list_filter = ("only_address_book",)
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
 
 
 @admin.register(OutgoingTx)

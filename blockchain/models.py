@@ -15,6 +15,8 @@ outgoing transactions.
 - ``Sweep``: moving a deposit address's funds into the hot wallet.
 - ``ChainAlert``: something an operator must look at (a reorganisation deeper than the
   confirmation depth, a failed transaction).
+- ``WithdrawalAddress`` and ``AddressBookSetting``: a user's withdrawal address book and
+  the switch that limits their withdrawals to it (``blockchain.address_book``).
 
 Raw on-chain amounts (wei, token base units) are ``RawAmountField``: exact integers of up
 to 78 digits (all of uint256) kept as canonical decimal text, because MySQL's DECIMAL
@@ -23,12 +25,14 @@ stops at 65 digits. See docs/blockchain.md.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from wallets.models import Currency, MoneyField
 
@@ -434,3 +438,61 @@ class ChainAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.network_id}"
+
+
+class WithdrawalAddress(models.Model):
+    """An entry of a user's withdrawal address book: an address on a network (optionally for
+    one currency only), usable from ``active_at`` on. Added with a 2FA code; the delay
+    between adding and ``active_at`` (``ADDRESS_BOOK_ACTIVATION_DELAY``) leaves the owner
+    time to notice an address they did not add. See docs/security.md."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="withdrawal_addresses")
+    network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="+")
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Empty: any currency."
+    )
+    address = models.CharField(max_length=64, help_text="Canonical form (EIP-55 checksummed on EVM networks).")
+    label = models.CharField(max_length=64, blank=True)
+    active_at = models.DateTimeField(help_text="Withdrawals may go to it from this time on.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        default_permissions = ("view",)
+        constraints = [
+            models.UniqueConstraint(fields=["user", "network", "address"], name="blockchain_withdrawaladdress_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label or self.address} ({self.network_id})"
+
+    def is_active(self, now: datetime) -> bool:
+        return self.active_at <= now
+
+
+class AddressBookSetting(models.Model):
+    """A user's "withdrawals only to the address book" switch.
+
+    On at once (with 2FA). Off only after the activation delay: a switch-off (with 2FA)
+    sets ``off_at``, and the switch stays on until then; turning it on again cancels it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="address_book_setting")
+    only_address_book = models.BooleanField(default=False)
+    off_at = models.DateTimeField(null=True, blank=True, help_text="A requested switch-off takes effect at this time.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        default_permissions = ("view",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(only_address_book=True) | Q(off_at__isnull=True),
+                name="blockchain_addressbooksetting_off_at_only_when_on",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"address book of {self.user_id}"
+
+    def is_on(self, now: datetime) -> bool:
+        """Whether withdrawals go only to the address book at ``now``."""
+        return self.only_address_book and (self.off_at is None or now < self.off_at)

@@ -4,12 +4,22 @@ hot-wallet reconciliation and scanner lag."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.models import User
-from blockchain.models import Asset, Deposit, DepositStatus, ScannerState, Withdrawal
+from blockchain.models import (
+    AddressBookSetting,
+    Asset,
+    Deposit,
+    DepositStatus,
+    ScannerState,
+    Withdrawal,
+    WithdrawalAddress,
+)
 from kootabase.errors import NotFound, ServiceError
 
 TRANSACTION_KINDS = ("deposit", "withdrawal")
@@ -120,3 +130,40 @@ def asset_reserves() -> list[AssetReserve]:
         )
         rows.append(AssetReserve(asset, held, unswept, user_liabilities(currency_id=asset.currency_id)))
     return rows
+
+
+# --- The withdrawal address book --------------------------------------------------------
+
+
+def withdrawal_addresses_of_user(*, user: User, network: str | None = None) -> QuerySet[WithdrawalAddress]:
+    """The user's address book, newest first."""
+    qs = WithdrawalAddress.objects.filter(user=user).select_related("network", "currency")
+    if network:
+        qs = qs.filter(network__name=network.strip().lower())
+    return qs.order_by("-id")
+
+
+def withdrawal_address_get_own(*, user: User, entry_id: int) -> WithdrawalAddress:
+    entry = withdrawal_addresses_of_user(user=user).filter(pk=entry_id).first()
+    if entry is None:
+        raise NotFound("not_found", "No such address book entry.")
+    return entry
+
+
+@dataclass(frozen=True)
+class AddressBookState:
+    """The "withdrawals only to the address book" switch as it holds now, and when a requested
+    switch-off takes effect (``None``: none is pending)."""
+
+    only_address_book: bool
+    switch_off_at: datetime | None
+
+
+def address_book_state_of(setting: AddressBookSetting | None, now: datetime) -> AddressBookState:
+    if setting is None or not setting.is_on(now):
+        return AddressBookState(only_address_book=False, switch_off_at=None)
+    return AddressBookState(only_address_book=True, switch_off_at=setting.off_at)
+
+
+def address_book_state(*, user: User) -> AddressBookState:
+    return address_book_state_of(AddressBookSetting.objects.filter(user=user).first(), timezone.now())

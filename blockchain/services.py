@@ -174,9 +174,16 @@ def deposit_address_get_or_create(*, user: User, currency_code: str, network_nam
 
 
 def _address_check(*, asset: Asset, address: str) -> str:
-    adapter = adapter_for(asset.network)
+    return withdrawal_address_check(network=asset.network, address=address)
+
+
+def withdrawal_address_check(*, network: Network, address: str) -> str:
+    """``address`` in its canonical form if withdrawals on ``network`` may go to it:
+    ``address_invalid``, ``address_checksum``, ``address_is_internal`` or
+    ``address_is_contract`` otherwise. Withdrawals and the address book both check with it."""
+    adapter = adapter_for(network)
     address = adapter.address_normalize(address)
-    internal = DepositAddress.objects.filter(network=asset.network, address=address).exists()
+    internal = DepositAddress.objects.filter(network=network, address=address).exists()
     if internal or address == hot_wallet().address:
         raise ServiceError(
             "address_is_internal",
@@ -187,6 +194,12 @@ def _address_check(*, asset: Asset, address: str) -> str:
             "address_is_contract", "This address is a contract; withdrawals go to ordinary accounts only."
         )
     return address
+
+
+def _address_book_check(*, user: User, asset: Asset, address: str) -> None:
+    from blockchain.address_book import address_book_check  # it builds on this module
+
+    address_book_check(user=user, asset=asset, address=address)
 
 
 def _daily_total(*, user: User, asset: Asset) -> Decimal:
@@ -224,7 +237,8 @@ def withdrawal_request(
     Errors (nothing is held or stored): ``otp_required``/``otp_invalid``, ``unknown_currency``,
     ``currency_disabled``, ``network_required``, ``network_unsupported``, ``amount_*``,
     ``amount_below_minimum``, ``address_invalid``, ``address_checksum``,
-    ``address_is_contract``, ``address_is_internal``, ``withdrawal_limit_exceeded``,
+    ``address_is_contract``, ``address_is_internal``, ``address_not_in_book``,
+    ``address_not_yet_active``, ``withdrawal_limit_exceeded``,
     ``insufficient_funds``, ``idempotency_conflict``.
     """
     stored = Withdrawal.objects.filter(user=user, idempotency_key=idempotency_key).first()
@@ -243,6 +257,7 @@ def withdrawal_request(
             details={"minimum": format(asset.min_withdrawal.normalize(), "f")},
         )
     address = _address_check(asset=asset, address=address)
+    _address_book_check(user=user, asset=asset, address=address)
     fee = asset.withdrawal_fee
     with localcontext(MONEY):
         total = amount + fee

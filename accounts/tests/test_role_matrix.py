@@ -24,6 +24,8 @@ MATRIX = {
     "/admin/accounts/apikey/": {A, C},
     "/admin/otp_totp/totpdevice/": {A},
     "/admin/otp_static/staticdevice/": {A},
+    "/admin/blockchain/withdrawaladdress/": {A, C, S, AC},
+    "/admin/blockchain/addressbooksetting/": {A, C, S, AC},
 }
 # model permission -> the roles holding it
 PERMISSIONS = {
@@ -35,6 +37,9 @@ PERMISSIONS = {
     "accounts.change_apikey": set(),
     "otp_totp.delete_totpdevice": {A},
     "otp_totp.change_totpdevice": set(),
+    "blockchain.view_withdrawaladdress": {A, C, S, AC},
+    "blockchain.delete_withdrawaladdress": set(),
+    "blockchain.view_addressbooksetting": {A, C, S, AC},
 }
 
 

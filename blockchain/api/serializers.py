@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from blockchain import selectors
-from blockchain.models import Deposit, DepositAddress, DepositStatus, Withdrawal, WithdrawalStatus
+from blockchain.models import Deposit, DepositAddress, DepositStatus, Withdrawal, WithdrawalAddress, WithdrawalStatus
 from kootabase.api.serializers import InputSerializer
 from wallets.api.fields import AmountField
 
@@ -158,3 +158,45 @@ class ListQuery(InputSerializer):
     currency = serializers.CharField(required=False, max_length=16)
     network = serializers.CharField(required=False, max_length=32)
     status = serializers.CharField(required=False, max_length=16)
+
+
+class WithdrawalAddressSerializer(serializers.ModelSerializer):
+    network = serializers.CharField(source="network.name", read_only=True)
+    currency = serializers.CharField(
+        source="currency.code", read_only=True, allow_null=True, help_text="null: any currency on the network."
+    )
+    active = serializers.SerializerMethodField(help_text="Withdrawals may go to it now.")
+
+    class Meta:
+        model = WithdrawalAddress
+        fields = ("id", "network", "currency", "address", "label", "active", "active_at", "created_at")
+        read_only_fields = fields
+
+    def get_active(self, obj: WithdrawalAddress) -> bool:
+        return obj.is_active(self.context["now"])
+
+
+class WithdrawalAddressInput(InputSerializer):
+    network = serializers.CharField(max_length=32)
+    currency = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, help_text="Only this currency may go to it; omit for any."
+    )
+    address = serializers.CharField(max_length=128)
+    label = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    otp_code = serializers.CharField(max_length=32, required=False, allow_blank=True, help_text="A current 2FA code.")
+
+
+class AddressBookQuery(InputSerializer):
+    network = serializers.CharField(required=False, max_length=32)
+
+
+class AddressBookSettingSerializer(serializers.Serializer):
+    only_address_book = serializers.BooleanField(help_text="Withdrawals go only to active address book entries.")
+    switch_off_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a requested switch-off takes effect; null when none is pending."
+    )
+
+
+class AddressBookSettingInput(InputSerializer):
+    only_address_book = serializers.BooleanField()
+    otp_code = serializers.CharField(max_length=32, required=False, allow_blank=True, help_text="A current 2FA code.")

@@ -3,6 +3,7 @@ shapes the output."""
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from blockchain import selectors, services
+from blockchain import address_book, selectors, services
 from blockchain.api import serializers as s
 from blockchain.models import Deposit
 from kootabase.api.serializers import ErrorSerializer
@@ -144,3 +145,108 @@ class TransactionDetailView(APIView):
         found = selectors.transaction_get_own(user=request.user, transaction_id=transaction_id)
         serializer = s.DepositSerializer if isinstance(found, Deposit) else s.WithdrawalSerializer
         return Response(serializer(found).data)
+
+
+# --- The withdrawal address book ---------------------------------------------------------
+# Reads take a key with the read scope; changes are refused to API keys
+# (``api_key_not_allowed``): like 2FA and passwords, the address book guards the account.
+
+
+class WithdrawalAddressesView(generics.ListAPIView):
+    """Your withdrawal address book (newest first), and adding an address (2FA code required)."""
+
+    serializer_class = s.WithdrawalAddressSerializer
+    api_key_scopes = READ
+
+    def get_queryset(self):
+        params = {k: v for k, v in self.request.query_params.items() if k not in PAGINATION_PARAMS}
+        query = s.AddressBookQuery(data=params)
+        query.is_valid(raise_exception=True)
+        return selectors.withdrawal_addresses_of_user(user=self.request.user, **query.validated_data)
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    @extend_schema(
+        tags=["blockchain"],
+        parameters=[s.AddressBookQuery],
+        responses={200: s.WithdrawalAddressSerializer(many=True)},
+        operation_id="withdrawal_addresses_list",
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["blockchain"],
+        request=s.WithdrawalAddressInput,
+        responses={201: s.WithdrawalAddressSerializer, **ERRORS},
+        operation_id="withdrawal_addresses_create",
+        description="Add an address (2FA code required). It becomes usable after the activation delay "
+        "(active_at, 24 hours by default).",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.WithdrawalAddressInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        entry = address_book.address_book_add(
+            user=request.user,
+            network_name=v["network"],
+            currency_code=v.get("currency") or None,
+            address=v["address"],
+            label=v["label"],
+            otp_code=v.get("otp_code"),
+            request=request._request,
+        )
+        body = s.WithdrawalAddressSerializer(entry, context={"now": timezone.now()}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class WithdrawalAddressDetailView(APIView):
+    api_key_scopes = READ
+
+    @extend_schema(
+        tags=["blockchain"],
+        responses={200: s.WithdrawalAddressSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+        operation_id="withdrawal_addresses_retrieve",
+    )
+    def get(self, request: Request, entry_id: int) -> Response:
+        entry = selectors.withdrawal_address_get_own(user=request.user, entry_id=entry_id)
+        return Response(s.WithdrawalAddressSerializer(entry, context={"now": timezone.now()}).data)
+
+    @extend_schema(
+        tags=["blockchain"],
+        responses={204: None, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer},
+        operation_id="withdrawal_addresses_destroy",
+        description="Remove an address at once (no 2FA needed).",
+    )
+    def delete(self, request: Request, entry_id: int) -> Response:
+        address_book.address_book_remove(user=request.user, entry_id=entry_id, request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AddressBookSettingView(APIView):
+    """Whether your withdrawals go only to your address book."""
+
+    api_key_scopes = READ
+
+    @extend_schema(tags=["blockchain"], responses={200: s.AddressBookSettingSerializer, 401: ErrorSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(s.AddressBookSettingSerializer(selectors.address_book_state(user=request.user)).data)
+
+    @extend_schema(
+        tags=["blockchain"],
+        request=s.AddressBookSettingInput,
+        responses={200: s.AddressBookSettingSerializer, **ERRORS},
+        description="Turn it on (at once) or off (after the activation delay, 24 hours by default; "
+        "until then it stays on and switch_off_at says when). Both need a 2FA code.",
+    )
+    def put(self, request: Request) -> Response:
+        data = s.AddressBookSettingInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        state = address_book.address_book_setting_set(
+            user=request.user,
+            only_address_book=data.validated_data["only_address_book"],
+            otp_code=data.validated_data.get("otp_code"),
+            request=request._request,
+        )
+        return Response(s.AddressBookSettingSerializer(state).data)

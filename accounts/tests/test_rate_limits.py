@@ -72,7 +72,7 @@ def test_a_window_ends_and_the_counter_starts_again(auth_client):
 def test_throttle_counters_live_in_redis(make_api_key):
     import redis
 
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings.CACHES["default"]["BACKEND"] == "kootabase.cache.RedisCache"
     api_key, secret = make_api_key()
     assert signed(APIClient(), "GET", "/api/v1/me", key=api_key.key, secret=secret).status_code == 200
     server = redis.Redis.from_url(settings.REDIS_URL)

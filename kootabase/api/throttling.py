@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -85,14 +85,15 @@ class RateLimitThrottle(BaseThrottle):
 
 def _count(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
     """Add one to each counter; returns (count, seconds left in its window) per limit."""
-    if isinstance(cache, RedisCache) or isinstance(getattr(cache, "_wrapped", None), RedisCache):
-        return _count_redis(limits)
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return _count_redis(limits, backend)
     return _count_cache(limits)
 
 
-def _count_redis(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
-    keys = [cache.make_and_validate_key(key) for key, _, _ in limits]
-    client = cache._cache.get_client(keys[0], write=True)
+def _count_redis(limits: list[tuple[str, int, int]], backend: RedisCache) -> list[tuple[int, float]]:
+    keys = [backend.make_and_validate_key(key) for key, _, _ in limits]
+    client = backend._cache.get_client(keys[0], write=True)
     pipe = client.pipeline(transaction=False)
     for key, (_, _, window) in zip(keys, limits, strict=True):
         pipe.set(key, 0, ex=window, nx=True)  # a new window

@@ -76,5 +76,7 @@ def test_throttle_counters_live_in_redis(make_api_key):
     api_key, secret = make_api_key()
     assert signed(APIClient(), "GET", "/api/v1/me", key=api_key.key, secret=secret).status_code == 200
     server = redis.Redis.from_url(settings.REDIS_URL)
-    assert server.keys(f"*throttle_api_key_{api_key.pk}")
+    [counter] = server.keys(f"*throttle_api_key_{api_key.pk}")
+    assert int(server.get(counter)) == 1 and 0 < server.pttl(counter) <= 60_000  # a plain counter with its window
+    assert not server.keys("*throttle_*:ends")  # the pipelined path, not the generic cache one
     assert server.keys(f"*api-key-signature:{api_key.pk}:*")  # the replay guard is shared too

@@ -92,7 +92,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "kootabase.middleware.concurrency_limit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -104,8 +103,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Requests one web process runs at once (each holds a database connection while it runs);
-# keep workers x this below the database's max_connections. See kootabase.middleware.
+# Requests one web process runs at once, each on one of this many long-lived threads with
+# its own persistent database connection; the rest wait their turn. Keep web processes x
+# this (plus workers and matchers) below the database's max_connections. See
+# kootabase/asgi_handler.py.
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=32)
 
 ROOT_URLCONF = "kootabase.urls"
@@ -146,10 +147,10 @@ if DATABASE_VENDOR == "mysql":
     # MySQL cannot index Lower(email); its *_ci collation already compares emails
     # case-insensitively, so the plain unique index gives the same guarantee there.
     SILENCED_SYSTEM_CHECKS = ["models.W044"]
-    # 0: under ASGI every request runs on a thread of its own, so a persistent connection
-    # would stay behind per thread. Long-running processes (the matcher, Celery workers)
-    # keep theirs anyway; the web tier bounds its connections with WEB_MAX_CONCURRENT_REQUESTS.
-    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+    # Persistent connections: the web tier runs requests on a fixed set of threads
+    # (kootabase/asgi_handler.py), so each thread keeps one connection; the matcher and the
+    # Celery workers keep theirs. Health checks replace a connection the server dropped.
+    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=300)
     _db["CONN_HEALTH_CHECKS"] = True
 elif DATABASE_VENDOR == "sqlite":
     # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock

@@ -1,0 +1,71 @@
+"""The web process runs requests on a fixed set of threads: at most
+WEB_MAX_CONCURRENT_REQUESTS at once, each thread reused with its database connection."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from kootabase.asgi_handler import PooledASGIHandler
+
+_state = {"running": 0, "peak": 0}
+_lock = threading.Lock()
+
+
+def slow_view(request: HttpRequest) -> JsonResponse:
+    with _lock:
+        _state["running"] += 1
+        _state["peak"] = max(_state["peak"], _state["running"])
+    time.sleep(0.05)
+    with _lock:
+        _state["running"] -= 1
+    return JsonResponse({"thread": threading.get_ident()})
+
+
+def connection_view(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()" if connection.vendor == "mysql" else "SELECT 1")
+        (connection_id,) = cursor.fetchone()
+    return JsonResponse({"thread": threading.get_ident(), "connection": connection_id})
+
+
+urlpatterns = [path("slow", slow_view), path("connection", connection_view)]
+
+
+def _get(app: PooledASGIHandler, url: str, times: int, concurrently: bool) -> list[dict]:
+    async def run() -> list[dict]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            if concurrently:
+                responses = await asyncio.gather(*(client.get(url) for _ in range(times)))
+            else:
+                responses = [await client.get(url) for _ in range(times)]
+        assert [r.status_code for r in responses] == [200] * times
+        return [r.json() for r in responses]
+
+    return asyncio.run(run())
+
+
+def test_a_burst_waits_its_turn_instead_of_running_all_at_once(settings):
+    settings.ROOT_URLCONF = __name__
+    settings.WEB_MAX_CONCURRENT_REQUESTS = 2
+    _state.update(running=0, peak=0)
+    answers = _get(PooledASGIHandler(), "/slow", 8, concurrently=True)
+    assert _state["peak"] == 2
+    assert len({a["thread"] for a in answers}) == 2  # the burst ran on the two pooled threads
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_requests_reuse_their_thread_and_its_database_connection(settings):
+    settings.ROOT_URLCONF = __name__
+    settings.WEB_MAX_CONCURRENT_REQUESTS = 4
+    assert connection.settings_dict["CONN_MAX_AGE"] > 0  # persistent connections: the production default
+    answers = _get(PooledASGIHandler(), "/connection", 5, concurrently=False)
+    assert len({a["thread"] for a in answers}) == 1  # one after another: the same (last used) thread
+    assert len({a["connection"] for a in answers}) == 1  # and the same connection, not one per request

@@ -19,6 +19,7 @@ from accounts.models import User
 from accounts.services import user_check_not_frozen
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit
+from orders.catalog import market_by_symbol
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
 from orders.pricing import (
     buy_hold,
@@ -82,7 +83,8 @@ def market_get_open(*, symbol: str) -> Market:
 
 
 def market_get(*, symbol: str) -> Market:
-    market = Market.objects.select_related("base", "quote").filter(symbol=str(symbol).strip().upper()).first()
+    """The market ``symbol`` (any case) from the process's catalog: ``unknown_market`` if none."""
+    market = market_by_symbol(str(symbol).strip().upper())
     if market is None:
         raise ServiceError("unknown_market", f"Unknown market {symbol!r}.", details={"market": str(symbol)})
     return market

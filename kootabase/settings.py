@@ -61,6 +61,10 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
 )
+# The pod's own address (Kubernetes downward API: status.podIP). The kubelet's probes and
+# the metrics scraper address a pod by it, so it is an allowed host too.
+if POD_IP := env.str("POD_IP", default=""):
+    ALLOWED_HOSTS.append(f"[{POD_IP}]" if ":" in POD_IP else POD_IP)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

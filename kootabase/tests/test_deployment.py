@@ -310,6 +310,8 @@ def test_the_web_tier_is_probed_scaled_and_protected(overlay):
     [pod_ip] = [e for e in container["env"] if e["name"] == "POD_IP"]
     assert pod_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     config = docs["ConfigMap", "kootabase-config"]["data"]
+    scraped_as = f"kootabase-web.{web['metadata']['namespace']}.svc"  # the metrics scraper's target
+    assert scraped_as in config["ALLOWED_HOSTS"].split(",")
     assert "replicas" not in web["spec"]  # the autoscaler owns it
     hpa = docs["HorizontalPodAutoscaler", "kootabase-web"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "kootabase-web"

@@ -448,14 +448,23 @@ def test_the_production_topology(database_url, tmp_path):
         # The back office's dashboard and the metrics endpoint of the scraper.
         dashboard = office.request("GET", "/admin/dashboard/")
         assert dashboard.status_code == 200, dashboard.text[:1000]
-        metrics = httpx.get(
-            f"http://{base}/metrics",
-            headers={**FORWARDED, "Authorization": f"Bearer {env['METRICS_TOKEN']}"},
-            timeout=30,
-        )
+
+        def scrape(**headers: str) -> httpx.Response:
+            """As Prometheus scrapes the web Service: plain HTTP, addressed by the Service's name."""
+            service = {"Host": "kootabase-web.kootabase.svc"}
+            return httpx.get(f"http://{base}/metrics", headers={**service, **headers}, timeout=30)
+
+        metrics = scrape(Authorization=f"Bearer {env['METRICS_TOKEN']}")
         assert metrics.status_code == 200, metrics.text[:1000]
         assert "# TYPE " in metrics.text
-        assert httpx.get(f"http://{base}/metrics", headers=FORWARDED, timeout=30).status_code == 404
+        assert scrape().status_code == 404
+        # The worker, started as its Deployment starts it, reports its heartbeat to the monitoring.
+        worker_up = f'kootabase_celery_worker_up{{worker="celery@{socket.gethostname()}"}} 1.0'
+        wait_for(
+            "the worker's heartbeat in /metrics",
+            lambda: worker_up in scrape(Authorization=f"Bearer {env['METRICS_TOKEN']}").text,
+            topology,
+        )
 
         # Beat sends the deposit scan every 5 s to the blockchain queue; the worker runs it.
         wait_for(

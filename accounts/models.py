@@ -66,6 +66,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["id"]
+        permissions = [
+            ("freeze_user", "Can freeze and unfreeze an account"),
+            ("reset_otp", "Can reset a user's two-factor authentication"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
         ]

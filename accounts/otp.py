@@ -2,7 +2,8 @@
 
 A user enrols (an unconfirmed TOTP device and its ``otpauth://`` URI for the QR code),
 confirms with a first code (the device is confirmed and recovery codes are issued), and
-may then renew the recovery codes or turn 2FA off — each with a current code.
+may then renew the recovery codes or turn 2FA off — each with a current code. A user who
+lost their device gets it reset by staff (``otp_reset``).
 
 ``otp_verify`` is the one check every protected action calls (creating API keys,
 changing 2FA, withdrawals). It runs *before* the action opens its transaction: a failed
@@ -26,8 +27,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import User
 from audit import actions
 from audit.services import audit_record
-from kootabase.errors import Conflict, PermissionDenied, RateLimited
+from kootabase.errors import Conflict, PermissionDenied, RateLimited, ServiceError
 
+RESET_OTP = "accounts.reset_otp"
 TOTP_DEVICE_NAME = "authenticator"
 RECOVERY_DEVICE_NAME = "recovery codes"
 _TOTP_FORMAT = re.compile(r"^\d{6}$")
@@ -35,6 +37,11 @@ _TOTP_FORMAT = re.compile(r"^\d{6}$")
 
 def otp_enabled(*, user: User) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def otp_has_devices(*, user: User) -> bool:
+    """Whether ``otp_reset`` has anything to remove (a device, confirmed or not, or recovery codes)."""
+    return TOTPDevice.objects.filter(user=user).exists() or StaticDevice.objects.filter(user=user).exists()
 
 
 def normalize_code(code: str | None) -> str:
@@ -125,6 +132,33 @@ def otp_disable(*, user: User, code: str | None, request: HttpRequest | None = N
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
         audit_record(action=actions.OTP_DISABLED, actor=user, target=user, request=request)
+
+
+def otp_reset(*, user: User, actor: User, reason: str, request: HttpRequest | None = None) -> None:
+    """Staff turn 2FA off for a user who lost their device: every TOTP device and recovery
+    code goes, and every session and token of the user ends (``user_logout_everywhere``),
+    so whoever holds them must log in again and enrol anew.
+
+    Raises ``otp_reset_forbidden`` (403: ``actor`` lacks ``accounts.reset_otp``, or resets
+    their own 2FA, which only a colleague may do), ``reason_required`` or
+    ``otp_not_enabled`` (409: nothing to reset) before anything is written.
+    """
+    from accounts.services import user_logout_everywhere
+
+    if not (actor.is_active and actor.is_staff and actor.has_perm(RESET_OTP)):
+        raise PermissionDenied("otp_reset_forbidden", "You may not reset two-factor authentication.")
+    if actor.pk == user.pk:
+        raise PermissionDenied("otp_reset_forbidden", "Another staff member must reset your two-factor authentication.")
+    reason = (reason or "").strip()[:200]
+    if not reason:
+        raise ServiceError("reason_required", "Say why: the reason goes to the audit trail.")
+    with transaction.atomic():
+        totp, _ = TOTPDevice.objects.filter(user=user).delete()
+        static, _ = StaticDevice.objects.filter(user=user).delete()
+        if not totp and not static:
+            raise Conflict("otp_not_enabled", "This user has no two-factor device to reset.")
+        user_logout_everywhere(user=user, actor=actor, request=request)
+        audit_record(action=actions.OTP_RESET, actor=actor, target=user, request=request, details={"reason": reason})
 
 
 def otp_status(*, user: User) -> dict[str, Any]:

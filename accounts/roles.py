@@ -31,17 +31,24 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "auth.change_group",
         "auth.view_permission",
         "admin.view_logentry",
-        # Markets and orders: read-only.
+        # Account controls: freezing and unfreezing, resetting a lost 2FA device
+        # (``accounts.otp.otp_reset``: devices go and sessions end, audited; never by
+        # deleting device rows, so the 2FA devices are read-only here).
+        "accounts.freeze_user",
+        "accounts.reset_otp",
+        # Markets and orders: read-only, but the market controls (halt, resume, cancel-only,
+        # cancel all orders) on every market, for emergencies, and assigning markets to
+        # the market operators (``orders.controls``).
         "orders.view_market",
+        "orders.operate_market",
+        "orders.assign_market_operator",
         "orders.view_order",
         "orders.view_trade",
-        # The audit trail (read-only for everyone), bots' keys, and resetting a lost 2FA device.
+        # The audit trail (read-only for everyone) and bots' keys.
         "audit.view_auditevent",
         "accounts.view_apikey",
         "otp_totp.view_totpdevice",
-        "otp_totp.delete_totpdevice",
         "otp_static.view_staticdevice",
-        "otp_static.delete_staticdevice",
         # Wallets and the ledger: read-only (money moves only by the accountant's adjustment).
         "wallets.view_currency",
         "wallets.view_ledgeraccount",
@@ -64,9 +71,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_chainalert",
     ),
     # Reviews identities and suspicious activity: reads users, the staff log, the audit
-    # trail and users' API keys.
+    # trail and users' API keys; freezes and unfreezes accounts.
     COMPLIANCE: (
         "accounts.view_user",
+        "accounts.freeze_user",
         "admin.view_logentry",
         "audit.view_auditevent",
         "accounts.view_apikey",
@@ -82,7 +90,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.decide_withdrawal",
         "blockchain.view_chainalert",
     ),
-    # Helps users: reads their account details.
+    # Helps users: reads their account details. Neither freezes nor resets 2FA: a 2FA reset
+    # is what an account takeover by talking to support would ask for, so it is the admin's.
     SUPPORT: (
         "accounts.view_user",
         "orders.view_order",
@@ -123,7 +132,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_scannerstate",
         "blockchain.view_chainalert",
     ),
-    # Operates markets (halting, resuming); market permissions join with the markets.
+    # Operates markets: edits their fees and minimum notional (sizes and status are read-only
+    # in the form) and halts, resumes, sets cancel-only and cancels all orders of only the
+    # markets an admin assigned to them: ``orders.operate_market`` is granted per market
+    # (django-guardian, ``orders.controls.market_operators_set``), never here.
     MARKET_OPERATOR: (
         "orders.view_market",
         "orders.change_market",

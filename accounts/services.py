@@ -92,20 +92,28 @@ def user_change_password(
 
 
 @transaction.atomic
-def user_logout_everywhere(*, user: User, request: HttpRequest | None = None) -> None:
+def user_logout_everywhere(*, user: User, actor: User | None = None, request: HttpRequest | None = None) -> None:
     """End every session and token of ``user``: sessions, refresh tokens and access tokens.
 
     Bumping ``auth_epoch`` invalidates every session (it is part of the session hash) and
     every access token (which carries the epoch it was issued in); refresh tokens are
-    blacklisted as well.
+    blacklisted as well. ``actor``: the staff member who did it for the user (default: the user).
     """
     User.objects.filter(pk=user.pk).update(auth_epoch=models.F("auth_epoch") + 1)
     user.refresh_from_db(fields=["auth_epoch"])
     tokens_revoke_all(user=user)
-    audit_record(action=actions.LOGOUT_EVERYWHERE, actor=user, target=user, request=request)
+    audit_record(action=actions.LOGOUT_EVERYWHERE, actor=actor or user, target=user, request=request)
 
 
 # --- Freezing ---------------------------------------------------------------------------
+
+FREEZE_USER = "accounts.freeze_user"
+CANCEL_REASON_FROZEN = "account_frozen"
+
+
+def _check_may_freeze(actor: User | None) -> None:
+    if actor is not None and not (actor.is_active and actor.is_staff and actor.has_perm(FREEZE_USER)):
+        raise PermissionDenied("freeze_forbidden", "You may not freeze or unfreeze accounts.")
 
 
 def user_check_not_frozen(*, user: User) -> None:
@@ -118,13 +126,20 @@ def user_check_not_frozen(*, user: User) -> None:
 
 
 @transaction.atomic
-def user_freeze(*, user: User, actor: User | None, reason: str, request: HttpRequest | None = None) -> User:
+def user_freeze(
+    *, user: User, actor: User | None, reason: str, cancel_orders: bool = False, request: HttpRequest | None = None
+) -> User:
     """Freeze ``user``: from now on they move nothing (see ``user_check_not_frozen``).
 
-    Open orders stay as they are; the caller cancels them if it wants to. ``actor`` is
-    the staff member, or None for an automatic rule. Freezing a frozen account changes
-    nothing and records nothing.
+    ``actor`` is the staff member (who needs ``accounts.freeze_user``: ``freeze_forbidden``
+    otherwise), or None for an automatic rule. Open orders stay as they are unless
+    ``cancel_orders``: then, with the freeze, the matcher is asked to cancel every live
+    order of the user (``orders.services.orders_cancel_all``, reason ``account_frozen``).
+    Freezing a frozen account changes nothing and records nothing.
     """
+    from orders.services import orders_cancel_all  # orders builds on accounts, not the other way
+
+    _check_may_freeze(actor)
     reason = reason.strip()[:200]
     if not reason:
         raise ServiceError("reason_required", "Say why the account is frozen.")
@@ -133,16 +148,19 @@ def user_freeze(*, user: User, actor: User | None, reason: str, request: HttpReq
         locked.frozen_at = timezone.now()
         locked.frozen_reason = reason
         locked.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
-        audit_record(
-            action=actions.USER_FROZEN, actor=actor, target=locked, request=request, details={"reason": reason}
-        )
+        details: dict[str, object] = {"reason": reason}
+        if cancel_orders:
+            details["orders_cancelled"] = len(orders_cancel_all(user=locked, cancel_reason=CANCEL_REASON_FROZEN))
+        audit_record(action=actions.USER_FROZEN, actor=actor, target=locked, request=request, details=details)
     user.frozen_at, user.frozen_reason = locked.frozen_at, locked.frozen_reason
     return user
 
 
 @transaction.atomic
 def user_unfreeze(*, user: User, actor: User | None, reason: str = "", request: HttpRequest | None = None) -> User:
-    """Lift a freeze. Unfreezing an account that is not frozen changes nothing."""
+    """Lift a freeze (``actor`` needs ``accounts.freeze_user``, as for freezing). Unfreezing
+    an account that is not frozen changes nothing."""
+    _check_may_freeze(actor)
     locked = User.objects.select_for_update().get(pk=user.pk)
     if locked.frozen_at is not None:
         previous = locked.frozen_reason

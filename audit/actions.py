@@ -37,6 +37,14 @@ ADJUSTMENT_POSTED = "wallets.adjustment_posted"
 # Accounts acted on by staff
 USER_FROZEN = "accounts.user_frozen"
 USER_UNFROZEN = "accounts.user_unfrozen"
+OTP_RESET = "2fa.reset"  # by staff, for a user who lost their device
+
+# Markets operated by staff (orders.controls)
+MARKET_HALTED = "market.halted"
+MARKET_RESUMED = "market.resumed"
+MARKET_CANCEL_ONLY = "market.cancel_only"
+MARKET_ORDERS_CANCELLED = "market.orders_cancelled"
+MARKET_OPERATORS_CHANGED = "market.operators_changed"
 
 # Every change made in the admin: "admin.add", "admin.change", "admin.delete".
 ADMIN_ADD = "admin.add"

@@ -3,7 +3,7 @@
 Without ``REDIS_URL`` the channel layer is in-process memory, so a matcher in another
 process could never reach this process's sockets. The web process therefore runs the
 same ``orders.matcher`` code, with the same single-writer lock, in one background thread
-that runs every active market — as one ``run_matcher`` process without ``--market``
+that runs every market — as one ``run_matcher`` process without ``--market``
 does, so a swap across two markets finds both books in the same matcher (see
 docs/orders.md, "Swap") — started and stopped by the ASGI lifespan
 (``kootabase.asgi``). The thread is a ``sync_to_async`` worker of the web process's event
@@ -39,7 +39,8 @@ def embedded_matchers_enabled() -> bool:
 
 
 class EmbeddedMatchers:
-    """One thread running ``matchers_run`` for every active market."""
+    """One thread running ``matchers_run`` for every market (halted and cancel-only ones
+    too: their matchers do what the status allows and resume with it)."""
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
@@ -49,7 +50,7 @@ class EmbeddedMatchers:
 
     async def start(self) -> None:
         self.symbols = await database_sync_to_async(
-            lambda: list(Market.objects.filter(status=Market.Status.ACTIVE).values_list("symbol", flat=True))
+            lambda: list(Market.objects.values_list("symbol", flat=True))  # every status: see orders.controls
         )()
         if not self.symbols:
             return

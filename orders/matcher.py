@@ -17,6 +17,10 @@ holds, its counters) in one transaction per batch.
 - **Rebuild.** The book is restored with the engine's ``BookState``: resting orders
   with their remaining quantity in ``book_priority`` order, held stops in ``seq``
   order, the last trade price and the last seq. The same happens after any failed batch.
+- **The market's status** (``orders.controls``) is read before each batch: ``halted``,
+  nothing is done; ``cancel-only``, only cancels; ``active``, everything. Each batch
+  checks it again under the market row's lock in its transaction and is rolled back
+  (``MarketStatusChanged``) if it changed meanwhile.
 
 See docs/orders.md.
 """
@@ -98,6 +102,10 @@ class FencingError(RuntimeError):
     """Another matcher started for this market since this one did: this one must stop."""
 
 
+class MarketStatusChanged(RuntimeError):
+    """The market's status changed after the batch was worked out: it is rolled back."""
+
+
 # --- The lock -------------------------------------------------------------------------
 
 
@@ -175,6 +183,11 @@ class _Batch:
     trades: list[Trade] = field(default_factory=list)
     transfers: list[tuple[str, str, list[tuple[AccountKey, Decimal]]]] = field(default_factory=list)
     levels: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _cancel_reason(order: Order) -> str:
+    """The reason of a requested cancel: staff's (``Order.cancel_reason``) or the user's."""
+    return order.cancel_reason or "user_cancel"
 
 
 class MarketMatcher:
@@ -273,11 +286,17 @@ class MarketMatcher:
     # -- the loop
 
     def run_once(self) -> int:
-        """Process one batch of pending orders and cancels; returns how many."""
+        """Process one batch of pending orders and cancels; returns how many. On a halted
+        market nothing; on a cancel-only one only cancels (see ``orders.controls``)."""
         market = self._market()
-        pending = list(
-            Order.objects.filter(market=market, status=OrderStatus.PENDING).order_by("pk")[: self.batch_size]
-        )
+        status = Market.objects.filter(pk=market.pk).values_list("status", flat=True).get()
+        if status == Market.Status.HALTED:
+            self._heartbeat_if_due()
+            return 0
+        pending_orders = Order.objects.filter(market=market, status=OrderStatus.PENDING)
+        if status != Market.Status.ACTIVE:  # cancel-only: only those cancelled before they reached the book
+            pending_orders = pending_orders.filter(cancel_requested=True)
+        pending = list(pending_orders.order_by("pk")[: self.batch_size])
         cancels = list(
             Order.objects.filter(market=market, cancel_requested=True, status__in=_CANCELLABLE).order_by("pk")[
                 : self.batch_size
@@ -289,7 +308,11 @@ class MarketMatcher:
         try:
             batch = self._apply(pending, cancels)
             with transaction.atomic():
-                self._commit(batch)
+                self._commit(batch, status=status)
+        except MarketStatusChanged as exc:
+            logger.info("matcher %s: %s; the batch waits for the new status", self.symbol, exc)
+            self._reset_after_failure()  # the book ran ahead of the rolled-back batch
+            return 0
         except BaseException:
             logger.exception("matcher %s: batch failed; rebuilding the book from the database", self.symbol)
             self._reset_after_failure()
@@ -315,7 +338,7 @@ class MarketMatcher:
         caller's transaction rolls back, it must call ``rebuild()``. For ``orders.swap``."""
         if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
             raise RuntimeError("apply_in_transaction needs the caller's transaction")
-        self._commit(self._apply(orders, []))
+        self._commit(self._apply(orders, []), status=Market.Status.ACTIVE)
 
     # -- internals
 
@@ -341,6 +364,13 @@ class MarketMatcher:
         self._last_heartbeat = now
         with transaction.atomic():
             self._fence()
+
+    def _check_status(self, status: str) -> None:
+        """In the batch's transaction: the market still has the status the batch was worked
+        out for. The row lock orders this against ``orders.controls.market_status_set``."""
+        now = Market.objects.select_for_update().filter(pk=self._market().pk).values_list("status", flat=True).get()
+        if now != status:
+            raise MarketStatusChanged(f"the market went from {status} to {now}")
 
     def _fence(self) -> None:
         updated = MatcherState.objects.filter(market=self._market(), epoch=self.epoch).update(
@@ -386,7 +416,7 @@ class MarketMatcher:
         runs: list[tuple[Order, list[Any]]] = []
         for order in pending:
             if order.cancel_requested:  # cancelled before it reached the book
-                self._finish(batch, order, OrderStatus.CANCELLED, "user_cancel")
+                self._finish(batch, order, OrderStatus.CANCELLED, _cancel_reason(order))
                 continue
             try:
                 command = self._command(order, self.last_seq + 1)
@@ -435,7 +465,7 @@ class MarketMatcher:
                 if event.reason == Reason.UNKNOWN_ORDER:
                     # A cancel for an order the book does not hold: it can never fill.
                     logger.warning("matcher %s: order %s was not in the book", self.symbol, order.pk)
-                    self._finish(batch, order, OrderStatus.CANCELLED, "user_cancel")
+                    self._finish(batch, order, OrderStatus.CANCELLED, _cancel_reason(order))
                 else:
                     self._finish(batch, order, OrderStatus.REJECTED, Reason(event.reason).name.lower())
             elif kind == EventKind.TRADE:
@@ -447,9 +477,9 @@ class MarketMatcher:
             elif kind == EventKind.FILLED:
                 self._finish(batch, batch.orders[event.order_id], OrderStatus.FILLED, "")
             elif kind == EventKind.CANCELLED:
-                self._finish(
-                    batch, batch.orders[event.order_id], OrderStatus.CANCELLED, Reason(event.reason).name.lower()
-                )
+                order = batch.orders[event.order_id]
+                reason = _cancel_reason(order) if event.reason == Reason.USER_CANCEL else Reason(event.reason).name
+                self._finish(batch, order, OrderStatus.CANCELLED, reason.lower())
             elif kind == EventKind.EXPIRED:
                 self._finish(
                     batch, batch.orders[event.order_id], OrderStatus.EXPIRED, Reason(event.reason).name.lower()
@@ -547,8 +577,9 @@ class MarketMatcher:
             )
             order.hold_left = Decimal(0)
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: _Batch, *, status: str) -> None:
         self._fence()
+        self._check_status(status)
         keys = {key for _, _, legs in batch.transfers for key, _ in legs}
         accounts: dict[AccountKey, LedgerAccount] = ledger_accounts_ensure(keys=keys) if keys else {}
         ledger_post_batch(

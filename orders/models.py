@@ -5,7 +5,8 @@
 - ``FeeTier``: lower maker/taker rates for members of a group, on one market or all.
 - ``Order``: what a user asked for, what the ledger holds for it, and what the
   matcher made of it. Placement writes it ``pending``; only the matcher changes it after
-  that (the user's cancel only sets ``cancel_requested``).
+  that (a cancel request, the user's or staff's, only sets ``cancel_requested`` and,
+  from staff, ``cancel_reason``).
 - ``Trade``: one fill between a resting (maker) and an incoming (taker) order.
 - ``MatcherState``: the single writer's fencing token and sequence counters.
 - ``SwapQuote``, ``SwapExecution``: a priced conversion and its all-or-nothing execution
@@ -47,6 +48,12 @@ class Market(models.Model):
 
     class Meta:
         ordering = ["symbol"]
+        # ``operate_market`` is held on the model (every market) or, through django-guardian,
+        # on single markets (a market operator's assigned markets). See ``orders.controls``.
+        permissions = [
+            ("operate_market", "Can halt, resume, set cancel-only and cancel all open orders of the market"),
+            ("assign_market_operator", "Can assign markets to market operators"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(tick_size__gt=0), name="orders_market_tick_positive"),
             models.CheckConstraint(condition=Q(lot_size__gt=0), name="orders_market_lot_positive"),
@@ -140,6 +147,11 @@ class Order(models.Model):
         null=True, blank=True, help_text="Time priority in the book (set when the order starts resting)."
     )
     cancel_requested = models.BooleanField(default=False)
+    cancel_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Why staff asked for the cancel (empty: the user did); the cancel's reject_reason.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -386,15 +386,16 @@ def order_cancel(*, user: User, order_id: int) -> Order:
     return order
 
 
-def orders_cancel_all(*, user: User, market_symbol: str | None = None) -> list[int]:
+def orders_cancel_all(*, user: User, market_symbol: str | None = None, cancel_reason: str = "") -> list[int]:
     """Ask the matcher to cancel every live order of the user (in one market, or all);
-    returns their ids."""
+    returns their ids. ``cancel_reason``: set when staff ask (e.g. ``account_frozen``); it
+    becomes the orders' ``reject_reason``."""
     live = Order.objects.filter(user=user, status__in=LIVE_STATUSES, cancel_requested=False)
     if market_symbol:
         live = live.filter(market=market_get(symbol=market_symbol))
     with transaction.atomic():
         ids = list(live.order_by("pk").values_list("pk", flat=True))
         Order.objects.filter(pk__in=ids, status__in=LIVE_STATUSES).update(
-            cancel_requested=True, updated_at=timezone.now()
+            cancel_requested=True, cancel_reason=cancel_reason, updated_at=timezone.now()
         )
     return ids

@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Group
 
+from accounts.roles import COMPLIANCE
 from accounts.services import user_freeze, user_unfreeze
 from audit import actions
 from audit.models import AuditEvent
@@ -21,7 +23,10 @@ from wallets.tests.factories import UserFactory, fund
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(email="staff@example.com", is_staff=True)
+    """A compliance officer: the role that freezes accounts (``accounts.freeze_user``)."""
+    user = UserFactory(email="staff@example.com", is_staff=True)
+    user.groups.add(Group.objects.get(name=COMPLIANCE))
+    return user
 
 
 @pytest.fixture

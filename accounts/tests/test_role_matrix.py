@@ -9,6 +9,8 @@ from django.test import Client
 
 from accounts.models import User
 from accounts.tests.helpers import admin_login
+from orders.controls import market_may_operate
+from orders.models import Market
 
 ROLES = ("admin", "compliance", "support", "accountant", "market-operator", "trader")
 A, C, S, AC, M, T = ROLES
@@ -24,6 +26,13 @@ MATRIX = {
     "/admin/accounts/apikey/": {A, C},
     "/admin/otp_totp/totpdevice/": {A},
     "/admin/otp_static/staticdevice/": {A},
+    # The user controls (accounts.admin) and the market controls (orders.admin).
+    "/admin/accounts/user/{user}/control/freeze/": {A, C},
+    "/admin/accounts/user/{user}/control/reset-2fa/": {A},
+    "/admin/orders/market/": {A, M},
+    "/admin/orders/market/{market}/change/": {A, M},
+    "/admin/orders/market/{market}/control/halt/": {A},  # a market operator: only on markets assigned to them
+    "/admin/orders/market/{market}/operators/": {A},
     "/admin/blockchain/withdrawaladdress/": {A, C, S, AC},
     "/admin/blockchain/addressbooksetting/": {A, C, S, AC},
 }
@@ -35,8 +44,14 @@ PERMISSIONS = {
     "audit.view_auditevent": {A, C},
     "accounts.view_apikey": {A, C},
     "accounts.change_apikey": set(),
-    "otp_totp.delete_totpdevice": {A},
+    "otp_totp.delete_totpdevice": set(),  # 2FA is reset through accounts.reset_otp, never by deleting devices
     "otp_totp.change_totpdevice": set(),
+    "otp_static.delete_staticdevice": set(),
+    "accounts.freeze_user": {A, C},
+    "accounts.reset_otp": {A},
+    "orders.change_market": {M},
+    "orders.operate_market": {A},  # on every market; market operators hold it per market (guardian)
+    "orders.assign_market_operator": {A},
     "blockchain.view_withdrawaladdress": {A, C, S, AC},
     "blockchain.delete_withdrawaladdress": set(),
     "blockchain.view_addressbooksetting": {A, C, S, AC},
@@ -49,13 +64,21 @@ def _member(role: str) -> User:
     return user
 
 
+@pytest.fixture
+def market(db):
+    from orders import demo
+
+    demo.seed()
+    return Market.objects.get(symbol="ETH-USDT")
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
-def test_admin_pages_by_role(role, user):
+def test_admin_pages_by_role(role, user, market):
     client = admin_login(Client(), _member(role))
     seen = {}
     for page in MATRIX:
-        seen[page] = client.get(page.format(user=user.pk)).status_code
+        seen[page] = client.get(page.format(user=user.pk, market=market.pk)).status_code
     expected = {page: 200 if role in roles else (302 if role == T else 403) for page, roles in MATRIX.items()}
     assert seen == expected
 
@@ -90,3 +113,19 @@ def test_the_api_gives_no_role_more_than_its_own_data(role, make_api_key, user):
     assert client.get("/api/v1/me").json()["email"] == member.email
     assert client.get("/api/v1/api-keys").json()["results"] == []
     assert client.get("/api/v1/me/logins").json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_a_market_operator_operates_only_the_markets_assigned_to_them(market):
+    from guardian.shortcuts import assign_perm
+
+    operator = _member(M)
+    other = Market.objects.exclude(pk=market.pk).first()
+    assert not market_may_operate(user=operator, market=market)
+    assign_perm("orders.operate_market", operator, market)
+    operator = User.objects.get(pk=operator.pk)  # fresh permission caches
+    assert market_may_operate(user=operator, market=market)
+    assert not market_may_operate(user=operator, market=other)
+    assert not operator.has_perm("orders.operate_market")  # not on the model: not every market
+    admin = _member(A)
+    assert market_may_operate(user=admin, market=market) and market_may_operate(user=admin, market=other)

@@ -48,14 +48,14 @@ def background_processes() -> dict[str, list[str]]:
     # serves it on 127.0.0.1 to the web process and the worker, unless a node is configured.
     if settings.BLOCKCHAIN_EMBEDDED_CHAIN.startswith("http://127.0.0.1"):
         processes["chain"] = [python, str(Path(settings.BASE_DIR) / "manage.py"), "run_chain"]
-    # One single-writer matcher process for every active market (see docs/orders.md) -
+    # One single-writer matcher process for every market (see docs/orders.md) -
     # with Redis only. Without it the channel layer is in-process memory, so the web
     # process runs the matchers itself, in threads (marketdata.embedded, docs/marketdata.md).
     if not settings.REDIS_URL:
         return processes
     from orders.models import Market
 
-    symbols = list(Market.objects.filter(status=Market.Status.ACTIVE).values_list("symbol", flat=True))
+    symbols = list(Market.objects.values_list("symbol", flat=True))  # every status: see orders.controls
     if symbols:
         markets = [arg for symbol in symbols for arg in ("--market", symbol)]
         processes["matcher"] = [python, str(Path(settings.BASE_DIR) / "manage.py"), "run_matcher", *markets]

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from guardian.shortcuts import assign_perm, get_objects_for_user, get_users_with_perms, remove_perm
+from guardian.shortcuts import assign_perm, get_users_with_perms, remove_perm
+from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from accounts.models import User
 from accounts.roles import MARKET_OPERATOR
@@ -69,10 +71,21 @@ def market_may_operate(*, user: User, market: Market) -> bool:
 
 
 def markets_operated_by(*, user: User) -> QuerySet[Market]:
-    """The markets ``user`` may operate (every market for a model-level holder)."""
+    """The markets ``user`` may operate (every market for a model-level holder).
+
+    Read from guardian's permission rows directly: its ``get_objects_for_user`` compares
+    ``CAST(id AS CHAR)`` with ``object_pk``, which MariaDB refuses when the two collations differ.
+    """
     if not (user.is_active and user.is_staff):
         return Market.objects.none()
-    return get_objects_for_user(user, OPERATE_MARKET, klass=Market, accept_global_perms=True)
+    if user.has_perm(OPERATE_MARKET):
+        return Market.objects.all()
+    content_type = ContentType.objects.get_for_model(Market)
+    grants = {"content_type": content_type, "permission__codename": "operate_market"}
+    own = get_user_obj_perms_model(Market).objects.filter(user=user, **grants)
+    through_groups = get_group_obj_perms_model(Market).objects.filter(group__user=user, **grants)
+    object_pks = [*own.values_list("object_pk", flat=True), *through_groups.values_list("object_pk", flat=True)]
+    return Market.objects.filter(pk__in={int(pk) for pk in object_pks})
 
 
 def market_operators(*, market: Market) -> QuerySet[User]:

@@ -34,7 +34,11 @@ def connection_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"thread": threading.get_ident(), "connection": connection_id})
 
 
-urlpatterns = [path("slow", slow_view), path("connection", connection_view)]
+def thread_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+urlpatterns = [path("slow", slow_view), path("connection", connection_view), path("thread", thread_view)]
 
 
 def _get(app: PooledASGIHandler, url: str, times: int, concurrently: bool) -> list[dict]:
@@ -69,3 +73,24 @@ def test_requests_reuse_their_thread_and_its_database_connection(settings):
     answers = _get(PooledASGIHandler(), "/connection", 5, concurrently=False)
     assert len({a["thread"] for a in answers}) == 1  # one after another: the same (last used) thread
     assert len({a["connection"] for a in answers}) == 1  # and the same connection, not one per request
+
+
+def test_the_middleware_chain_and_the_view_run_as_one_synchronous_call_on_a_pooled_thread(settings):
+    settings.ROOT_URLCONF = __name__
+    handler = PooledASGIHandler()
+    assert not asyncio.iscoroutinefunction(handler._middleware_chain)  # no hop per middleware
+    [answer] = _get(handler, "/thread", 1, concurrently=False)
+    assert answer["thread"].startswith("web-request")
+
+
+def test_errors_still_get_the_projects_error_format(settings):
+    settings.ROOT_URLCONF = "kootabase.urls"
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=PooledASGIHandler())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/api/v1/no-such-thing")
+
+    response = asyncio.run(run())
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

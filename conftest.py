@@ -31,10 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
-    """Throttle counters and login-failure counters must not leak between tests."""
+    """Throttle counters, login-failure counters and the process's market catalog must
+    not leak between tests (each test's database starts over)."""
+    from orders import catalog
+
     cache.clear()
+    catalog.forget()
     yield
     cache.clear()
+    catalog.forget()
 
 
 @pytest.fixture

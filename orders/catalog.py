@@ -2,10 +2,13 @@
 
 Markets, their currencies and the fee tiers are small tables read by every order; the
 web processes keep them in memory instead of querying them per request. The copy is
-checked against a version number in the shared cache (Redis in production, one GET per
-lookup) and reloaded when it moved: every save or delete of a market, currency or fee
-tier bumps the version (``catalog_changed``: once at once, once more after the commit,
-so a reader that reloaded in between does not keep the old rows). A copy is also never
+checked against a version number in the shared cache (Redis in production; one GET,
+at most every ``CHECK_INTERVAL`` seconds) and reloaded when it moved: every save or
+delete of a market, currency or fee tier bumps the version (``catalog_changed``: once
+at once, once more after the commit, so a reader that reloaded in between does not keep
+the old rows). The process that made a change sees it at once; the others within
+``CHECK_INTERVAL`` (an order that slips into a market just halted waits, pending, for
+the market to resume: a halted market's matcher does nothing). A copy is also never
 older than ``MAX_AGE`` seconds, which bounds staleness where the cache is not shared
 (the embedded setup's per-process memory cache) or a change bypassed the signals
 (``QuerySet.update``).
@@ -29,6 +32,7 @@ from orders.models import FeeTier, Market
 from wallets.models import Currency
 
 VERSION_KEY = "orders:catalog:version"
+CHECK_INTERVAL = 0.25  # seconds between reads of the shared version
 MAX_AGE = 5.0  # seconds
 
 
@@ -41,11 +45,14 @@ class _Catalog:
 
 
 _current: _Catalog | None = None
+_checked: tuple[float, str] = (float("-inf"), "")  # when the shared version was last read, and its value
 _lock = threading.Lock()
 
 
 def _bump() -> None:
+    global _checked
     cache.set(VERSION_KEY, uuid.uuid4().hex, None)
+    _checked = (float("-inf"), "")  # this process reads the new version at its next lookup
 
 
 def catalog_changed() -> None:
@@ -61,13 +68,31 @@ def _load(version: str) -> _Catalog:
     )
 
 
-def _catalog() -> _Catalog:
-    global _current
+def forget() -> None:
+    """Drop the process's copy: the next lookup loads the catalog again (for tests,
+    whose database starts over under a running process)."""
+    global _current, _checked
+    _current, _checked = None, (float("-inf"), "")
+
+
+def _shared_version() -> str:
+    global _checked
+    now = time.monotonic()
+    checked_at, version = _checked
+    if now - checked_at < CHECK_INTERVAL:
+        return version
     version = cache.get(VERSION_KEY)
     if version is None:
         version = uuid.uuid4().hex
         if not cache.add(VERSION_KEY, version, None):
             version = cache.get(VERSION_KEY) or version
+    _checked = (now, version)
+    return version
+
+
+def _catalog() -> _Catalog:
+    global _current
+    version = _shared_version()
     current = _current
     if current is not None and current.version == version and time.monotonic() - current.loaded_at < MAX_AGE:
         return current

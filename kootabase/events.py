@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 PUBLISHER_QUEUE_LIMIT = 100_000
 
 
+def user_group(user_id: int) -> str:
+    """The Channels group of one user's private events (each of their sockets joins it)."""
+    return f"user.{user_id}"
+
+
 def enqueue_after_commit(task: Task, *args: Any, **kwargs: Any) -> None:
     """Queue ``task`` with the given arguments once the current transaction commits."""
     transaction.on_commit(lambda: task.apply_async(args=args, kwargs=kwargs))

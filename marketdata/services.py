@@ -30,7 +30,7 @@ from marketdata.models import Candle, DepthLevel, MarketState
 from orders.models import Market, Order, OrderStatus, Trade
 from orders.pricing import market_spec
 from orders.services import market_group
-from wallets.models import MONEY, AccountKind, LedgerAccount
+from wallets.models import MONEY
 
 STORED_INTERVALS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
 
@@ -314,12 +314,10 @@ def market_event(*, market: Market, trades: Sequence[Trade], applied: AppliedBat
     }
 
 
-def user_events(
-    *, market: Market, trades: Sequence[Trade], orders: Sequence[Order]
-) -> list[tuple[int, dict[str, Any]]]:
-    """Private messages of one batch, read inside its transaction: each fill to both of
-    its users (``user.trade``), then the new balances in the market's two currencies of
-    every user whose orders changed (``user.balances``)."""
+def user_events(*, market: Market, trades: Sequence[Trade]) -> list[tuple[int, dict[str, Any]]]:
+    """Private messages of one batch: each fill to both of its users (``user.trade``),
+    each from their side. The new balances go out from the ledger itself
+    (``wallets.events``), one message per user for the whole batch."""
     messages: list[tuple[int, dict[str, Any]]] = []
     for trade in trades:
         for user_id, role in ((trade.maker_user_id, "maker"), (trade.taker_user_id, "taker")):
@@ -343,27 +341,6 @@ def user_events(
                             "fee_currency": market.quote.code,
                             "time": _iso(trade.created_at),
                         },
-                    },
-                )
-            )
-    users = sorted({o.user_id for o in orders})
-    if users:
-        balances: dict[int, dict[str, dict[str, str]]] = {u: {} for u in users}
-        rows = LedgerAccount.objects.filter(
-            user_id__in=users,
-            currency_id__in=(market.base_id, market.quote_id),
-            kind__in=(AccountKind.AVAILABLE, AccountKind.LOCKED),
-        ).values_list("user_id", "currency__code", "kind", "balance")
-        for user_id, code, kind, balance in rows:
-            entry = balances[user_id].setdefault(code, {"currency": code, "available": "0", "locked": "0"})
-            entry[kind] = money_str(balance)
-        for user_id in users:
-            messages.append(
-                (
-                    user_id,
-                    {
-                        "type": "user.balances",
-                        "balances": sorted(balances[user_id].values(), key=lambda b: b["currency"]),
                     },
                 )
             )

@@ -620,7 +620,8 @@ class MarketMatcher:
     def _publish(self, batch: _Batch, changed: Iterable[Order]) -> None:
         """Inside the batch's transaction: fold it into the market-data aggregates, then
         queue the broadcasts for after the commit (market data with the depth ``seq``;
-        each changed order, each fill and the new balances to their owners)."""
+        each changed order and each fill to their owners; the ledger announces the new
+        balances itself, see wallets.events)."""
         from marketdata.services import market_event, marketdata_apply_batch, user_events
 
         market = self._market()
@@ -633,7 +634,7 @@ class MarketMatcher:
         for order in changed:
             order.market = market
             broadcast_after_commit(user_group(order.user_id), order_event(order))
-        for user_id, message in user_events(market=market, trades=batch.trades, orders=changed):
+        for user_id, message in user_events(market=market, trades=batch.trades):
             broadcast_after_commit(user_group(user_id), message)
 
 

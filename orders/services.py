@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import user_check_not_frozen
 from kootabase.errors import Conflict, NotFound, ServiceError
-from kootabase.events import broadcast_after_commit
+from kootabase.events import broadcast_after_commit, user_group
 from orders.catalog import market_by_symbol
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
 from orders.pricing import (
@@ -34,10 +34,6 @@ from wallets.models import MONEY, Currency
 from wallets.services import amount_validate, funds_hold
 
 BATCH_MAX = 50
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
 
 
 def market_group(symbol: str) -> str:

@@ -28,6 +28,7 @@ from audit import actions
 from audit.services import audit_record
 from kootabase.errors import Conflict, ServiceError
 from wallets import sql
+from wallets.events import balances_changed
 from wallets.locks import retry_on_deadlock
 from wallets.models import (
     AMOUNT_LIMIT,
@@ -277,7 +278,8 @@ def _refuse(balance: Decimal, user_id: int | None, currency: Currency, kind: str
 
 def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
     """Lock the balance rows, check, write the legs and the balances."""
-    account_ids = {leg.account.id for posting in postings for leg in posting.legs}
+    accounts = {leg.account.id: leg.account for posting in postings for leg in posting.legs}
+    account_ids = accounts.keys()
     locked = sql.accounts_lock(account_ids)
     if locked.keys() != account_ids:
         raise ValueError(f"unknown ledger accounts {sorted(account_ids - locked.keys())}")
@@ -299,6 +301,12 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
     changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
     if changed:
         sql.balances_update(changed)
+    # Each user whose balances moved hears of it once, after the commit (wallets.events).
+    users: dict[tuple[int, int], dict[str, Decimal]] = defaultdict(dict)
+    for pk, account in accounts.items():
+        if account.user_id is not None:
+            users[(account.user_id, account.currency_id)][account.kind] = balances[pk]
+    balances_changed(changes=users, currencies=currencies)
 
 
 def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[JournalEntry]:

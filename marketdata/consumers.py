@@ -12,6 +12,14 @@ only what it subscribed to. Frames leave through a bounded outbox: a client that
 not read falls behind by at most ``OUTBOX_SIZE`` frames and is then disconnected (code
 4008), so one slow reader never holds up the others.
 
+An authenticated connection does not outlive what authenticated it (``marketdata.auth.Grant``):
+when the access token expires (a timer set to its ``exp``), or the account is disabled,
+logged out everywhere, its API key revoked or its session ended (``AuthWatch``: one
+check per process for all its connections every ``RECHECK_EVERY`` seconds), and on any
+message received after that, the connection gets an ``auth_expired`` error frame with
+the reason and is closed with code 4001 (``AUTH_EXPIRED``). The client reconnects and
+authenticates with a fresh token.
+
 See docs/marketdata.md and docs/api.md.
 """
 
@@ -19,23 +27,39 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from kootabase.errors import ServiceError
-from marketdata.auth import ws_authenticate
+from kootabase.events import user_group
+from marketdata.auth import Grant, Reason, grants_revoked, session_grant, ws_authenticate
 from marketdata.hub import get_hub
 from marketdata.selectors import INTERVALS
 from orders.models import Market
-from orders.services import user_group
 
 MAX_SUBSCRIPTIONS = 50
 OUTBOX_SIZE = 2000
 PRIVATE = {"orders": "order.update", "trades": "user.trade", "balances": "user.balances"}
 PUBLIC_KINDS = ("depth", "trades", "ticker")
-SLOW_CONSUMER = 4008
+SLOW_CONSUMER = 4008  # close code: the client did not read its frames
+AUTH_EXPIRED = 4001  # close code: the token expired or the authentication was revoked; reconnect with a fresh one
+RECHECK_EVERY = 30.0  # seconds between two checks of every authenticated connection of a process
+RECHECK_ON_MESSAGE_AFTER = 1.0  # a message received at least this long after the last check checks again
+
+logger = logging.getLogger(__name__)
+
+_REASONS: dict[str, str] = {
+    "token_expired": "The access token has expired.",
+    "logged_out": "The account was logged out everywhere.",
+    "account_disabled": "The account is disabled.",
+    "api_key_revoked": "The API key was revoked.",
+    "session_ended": "The session has ended.",
+}
 
 
 def parse_channel(name: Any) -> tuple[str, str | None, str | None] | None:
@@ -68,13 +92,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.subscriptions: set[tuple[str, str | None, str | None]] = set()
         self.user: Any = None
+        self.grant: Grant | None = None
+        self.checked_at = 0.0
+        self.expiry: asyncio.TimerHandle | None = None
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
         self.closing = False
+        self.close_code = SLOW_CONSUMER
         await self.accept()
         self.writer = asyncio.create_task(self._write())
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated:
-            await self._authenticated(session_user)
+            session = self.scope.get("session")
+            await self._authenticated(
+                session_grant(user=session_user, session_key=getattr(session, "session_key", None))
+            )
 
     async def disconnect(self, code: int) -> None:
         hub = get_hub()
@@ -82,6 +113,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if not is_private(channel):
                 hub.unsubscribe(self, *channel)
         self.subscriptions.clear()
+        if self.expiry is not None:
+            self.expiry.cancel()
+        get_watch().discard(self)
         if self.user is not None:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         writer = getattr(self, "writer", None)
@@ -97,15 +131,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
-            self.closing = True
-            self.outbox = asyncio.Queue(1)
-            self.outbox.put_nowait(None)
+            self._shut(SLOW_CONSUMER)
+
+    def _shut(self, code: int, last: str | None = None) -> None:
+        """Drop what is queued, send ``last`` (if any), then close with ``code``."""
+        self.closing, self.close_code = True, code
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        if last is not None:
+            self.outbox.put_nowait(last)
+        self.outbox.put_nowait(None)
 
     async def _write(self) -> None:
         while True:
             text = await self.outbox.get()
             if text is None:
-                await self.close(code=SLOW_CONSUMER)
+                await self.close(code=self.close_code)
                 return
             await self.send(text_data=text)
 
@@ -121,6 +162,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # -- incoming
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing or not await self._still_authenticated():
+            return
         if text_data is None:
             await self.send_error("binary_not_supported", "Send JSON text frames.")
             return
@@ -147,17 +190,46 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         try:
-            user = await database_sync_to_async(ws_authenticate)(message=message, ip=client[0] or "")
+            grant = await database_sync_to_async(ws_authenticate)(message=message, ip=client[0] or "")
         except ServiceError as exc:
             await self.send_error("auth_failed", exc.message, reason=exc.code)
             return
-        await self._authenticated(user, message.get("id"))
+        await self._authenticated(grant, message.get("id"))
 
-    async def _authenticated(self, user: Any, message_id: Any = None) -> None:
-        self.user = user
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
-        if message_id is not None or self.scope.get("user") is not user:
-            await self.send_json({"op": "authenticated", "id": message_id, "user_id": user.pk})
+    async def _authenticated(self, grant: Grant, message_id: Any = None) -> None:
+        self.grant, self.user, self.checked_at = grant, grant.user, time.monotonic()
+        await self.channel_layer.group_add(user_group(grant.user.pk), self.channel_name)
+        if grant.expires_at is not None:
+            loop = asyncio.get_running_loop()
+            self.expiry = loop.call_at(loop.time() + grant.expires_at - time.time(), self.end_auth, "token_expired")
+        get_watch().add(self)
+        if message_id is not None or grant.method != "session":
+            await self.send_json({"op": "authenticated", "id": message_id, "user_id": grant.user.pk})
+
+    # -- the authentication's lifetime
+
+    async def _still_authenticated(self) -> bool:
+        """Before a message is handled: the token has not expired (no query) and, at most
+        once per ``RECHECK_ON_MESSAGE_AFTER`` seconds, the grant still holds (one query)."""
+        if self.grant is None:
+            return True
+        if self.grant.expired():
+            self.end_auth("token_expired")
+            return False
+        if time.monotonic() - self.checked_at >= RECHECK_ON_MESSAGE_AFTER:
+            try:
+                await get_watch().check([self])
+            except Exception:  # the database is away: the message is served, the timer checks again
+                logger.exception("stream: cannot check the connection's authentication")
+        return not self.closing
+
+    def end_auth(self, reason: Reason) -> None:
+        """The grant no longer holds: say why, then close with ``AUTH_EXPIRED``."""
+        if self.closing:
+            return
+        logger.info("stream: closing user %s's connection: %s", getattr(self.user, "pk", None), reason)
+        error = {"op": "error", "code": "auth_expired", "message": _REASONS[reason], "details": {"reason": reason}}
+        self._shut(AUTH_EXPIRED, json.dumps(error, separators=(",", ":")))
 
     async def _parse(self, message: dict[str, Any]) -> list[tuple[str, str | None, str | None]] | None:
         names = message.get("channels")
@@ -235,3 +307,51 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def user_balances(self, event: dict[str, Any]) -> None:
         self._private("balances", event["balances"])
+
+
+class AuthWatch:
+    """The authenticated connections of one event loop (an ASGI process), checked together
+    every ``RECHECK_EVERY`` seconds with a few queries (``marketdata.auth.grants_revoked``)."""
+
+    def __init__(self) -> None:
+        self.connections: set[StreamConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer: StreamConsumer) -> None:
+        self.connections.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    def discard(self, consumer: StreamConsumer) -> None:
+        self.connections.discard(consumer)
+
+    async def _run(self) -> None:
+        while self.connections:
+            await asyncio.sleep(RECHECK_EVERY)
+            try:
+                await self.check(list(self.connections))
+            except Exception:  # the database is away: keep the connections, check again next round
+                logger.exception("stream: cannot check the connections' authentication")
+
+    async def check(self, consumers: list[StreamConsumer]) -> None:
+        """Close those of ``consumers`` whose grant no longer holds."""
+        grants = {id(c): c.grant for c in consumers if c.grant is not None and not c.closing}
+        revoked = await database_sync_to_async(grants_revoked)(grants=grants)
+        now = time.monotonic()
+        for consumer in consumers:
+            consumer.checked_at = now
+            reason = revoked.get(id(consumer))
+            if reason is not None:
+                consumer.end_auth(reason)
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AuthWatch] = weakref.WeakKeyDictionary()
+
+
+def get_watch() -> AuthWatch:
+    """The watch of the running event loop (one per ASGI process)."""
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = AuthWatch()
+    return watch

@@ -161,6 +161,60 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used per component between two readings: where an order's cost goes,
+    whatever else the machine is doing (the load generator runs beside the server)."""
+
+    def __init__(self, web: subprocess.Popen, matcher: subprocess.Popen) -> None:
+        self.groups = {
+            "web": [web.pid, *_children(web.pid)],
+            "matcher": [matcher.pid],
+            "mariadb": _pids_named("mariadbd"),
+            "redis": _pids_named("redis-server"),
+        }
+
+    def read(self) -> dict[str, float]:
+        readings = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        times = os.times()
+        readings["load generator"] = times.user + times.system
+        return readings
+
+
 def wait_drained(timeout: float = 120) -> float:
     from orders.models import Order
 
@@ -301,16 +355,21 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         rng = random.Random(args.seed + 1)
+        meter = CpuMeter(web, matcher)
+        costs = []
         print(
             "\n| offered/s | achieved/s | ok | errors (status: count) | p50 ms | p99 ms | p99.9 ms "
             "| fill p50 ms | fill p99 ms |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for rate in [float(r) for r in args.rates.split(",")]:
+            before = meter.read()
             results, elapsed = asyncio.run(load_step(rate, args.duration, tokens, base, rng, args.connections))
             ok = [r for r in results if r["status"] == 201]
             latencies = [r["latency"] * 1000 for r in results]
             wait_drained()
+            after = meter.read()
+            costs.append((rate, {k: (after[k] - before[k]) * 1000 / max(len(ok), 1) for k in after}))
             fills = [f * 1000 for f in fill_latencies(ok)]
             print(
                 f"| {rate:,.0f} | {len(ok) / elapsed:,.0f} | {len(ok)} | {errors_by_status(results)} | "
@@ -318,6 +377,13 @@ def main() -> None:
                 f"{percentile(latencies, 0.999):.1f} | {percentile(fills, 0.5):.1f} | {percentile(fills, 0.99):.1f} |",
                 flush=True,
             )
+        print("\nCPU per placed order (ms), by process group, over each step and its drain:\n")
+        names = list(costs[0][1]) if costs else []
+        print("| offered/s | " + " | ".join(names) + " | server total |")
+        print("|---|" + "---|" * (len(names) + 1))
+        for rate, cost in costs:
+            server = sum(v for k, v in cost.items() if k != "load generator")
+            print(f"| {rate:,.0f} | " + " | ".join(f"{cost[k]:.2f}" for k in names) + f" | {server:.2f} |")
     finally:
         stop(web)
         stop(matcher)

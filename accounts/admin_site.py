@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 from audit.mixins import AuditedAdminMixin
@@ -51,6 +52,19 @@ class AdminSite(OTPAdminSite):
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
+
+    def get_urls(self) -> list:
+        from monitoring.views import admin_urls
+
+        return [*admin_urls(self), *super().get_urls()]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
+        from monitoring.views import admin_app_entry
+
+        app_list = super().get_app_list(request, app_label)
+        if app_label in (None, "monitoring") and (entry := admin_app_entry(request, self)):
+            app_list = sorted([*app_list, entry], key=lambda app: app["name"].lower())
+        return app_list
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         admin_class = admin_class or admin.ModelAdmin

@@ -69,6 +69,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_sweep",
         "blockchain.view_scannerstate",
         "blockchain.view_chainalert",
+        # The health dashboard (monitoring): the platform's vital signs, read-only.
+        "monitoring.view_dashboard",
     ),
     # Reviews identities and suspicious activity: reads users, the staff log, the audit
     # trail and users' API keys; freezes and unfreezes accounts.
@@ -89,6 +91,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_addressbooksetting",
         "blockchain.decide_withdrawal",
         "blockchain.view_chainalert",
+        # The health dashboard (monitoring): the platform's vital signs, read-only.
+        "monitoring.view_dashboard",
     ),
     # Helps users: reads their account details. Neither freezes nor resets 2FA: a 2FA reset
     # is what an account takeover by talking to support would ask for, so it is the admin's.
@@ -131,6 +135,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_sweep",
         "blockchain.view_scannerstate",
         "blockchain.view_chainalert",
+        # The health dashboard (monitoring): the platform's vital signs, read-only.
+        "monitoring.view_dashboard",
     ),
     # Operates markets: edits their fees and minimum notional (sizes and status are read-only
     # in the form) and halts, resumes, sets cancel-only and cancels all orders of only the
@@ -153,6 +159,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.add_asset",
         "blockchain.change_asset",
         "blockchain.view_scannerstate",
+        # The health dashboard (monitoring): the platform's vital signs, read-only.
+        "monitoring.view_dashboard",
     ),
     # A platform user: acts only through the API, on their own data; no admin access.
     TRADER: (),

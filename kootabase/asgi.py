@@ -15,11 +15,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from kootabase.routing import websocket_urlpatterns  # noqa: E402
 from marketdata.embedded import Lifespan  # noqa: E402
+from monitoring.websocket import ConnectionCounter  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Counted per process for the health dashboard (monitoring.websocket).
+        "websocket": ConnectionCounter(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
         # Embedded mode runs the matchers in this process (marketdata.embedded).
         "lifespan": Lifespan(),
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kootabase.settings")
@@ -31,6 +32,8 @@ TASK_ROUTES = {
 BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "kootabase.tasks.heartbeat", "schedule": 30.0},
     "ledger-audit": {"task": "wallets.tasks.ledger_audit", "schedule": 3600.0},
+    # At the start of every minute, so a sample counts exactly the minute before it.
+    "monitoring-order-sample": {"task": "monitoring.tasks.order_sample", "schedule": crontab()},
     "blockchain-scan-deposits": {"task": "blockchain.tasks.scan_deposits", "schedule": 5.0},
     "blockchain-process-withdrawals": {"task": "blockchain.tasks.process_withdrawals", "schedule": 5.0},
     "blockchain-sweep-deposits": {"task": "blockchain.tasks.sweep_deposits", "schedule": 60.0},

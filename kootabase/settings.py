@@ -93,10 +93,12 @@ INSTALLED_APPS = [
     "marketdata",
     "blockchain",
     "audit",
+    "monitoring",
     "kyc",
 ]
 
 MIDDLEWARE = [
+    "monitoring.middleware.RequestMetricsMiddleware",  # first: it times the whole chain and the view
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",  # before WhiteNoise: static files get the header too
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -345,6 +347,15 @@ ADDRESS_BOOK_ACTIVATION_DELAY = env.int("ADDRESS_BOOK_ACTIVATION_DELAY", default
 KYC_REFERENCE_CURRENCY = env.str("KYC_REFERENCE_CURRENCY", default="USDT").strip().upper()
 KYC_DOCUMENT_MAX_BYTES = env.int("KYC_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)  # per file
 
+# --- Monitoring -----------------------------------------------------------------------
+# /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; without a
+# token it is off (404). See docs/operations.md, "Monitoring".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Request counters, worker heartbeats and WebSocket counts are shared by every process:
+# in Redis when there is one, else in a SQLite file of their own under var/.
+MONITORING_REDIS_URL = env.str("MONITORING_REDIS_URL", default=REDIS_URL)
+MONITORING_STORE_PATH = env.str("MONITORING_STORE_PATH", default=str(VAR_DIR / "monitoring.sqlite3"))
+
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -397,7 +408,7 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

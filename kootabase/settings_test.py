@@ -15,4 +15,6 @@ DEBUG = False
 if _configured_broker.startswith("filesystem://"):
     CELERY_BROKER_URL = "memory://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# Monitoring counters in the test process's memory, apart from a running instance's file.
+MONITORING_STORE_PATH = ":memory:"
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from kootabase import health
+from monitoring.views import metrics
 
 api_v1 = [
     path("", include("accounts.api.urls")),
@@ -30,6 +31,7 @@ urlpatterns = [
     ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]
 
 handler404 = "kootabase.api.errors.not_found_view"

@@ -35,6 +35,9 @@ MATRIX = {
     "/admin/orders/market/{market}/operators/": {A},
     "/admin/blockchain/withdrawaladdress/": {A, C, S, AC},
     "/admin/blockchain/addressbooksetting/": {A, C, S, AC},
+    # The health dashboard (monitoring) and its numbers.
+    "/admin/dashboard/": {A, C, AC, M},
+    "/admin/dashboard/data": {A, C, AC, M},
 }
 # model permission -> the roles holding it
 PERMISSIONS = {
@@ -55,6 +58,7 @@ PERMISSIONS = {
     "blockchain.view_withdrawaladdress": {A, C, S, AC},
     "blockchain.delete_withdrawaladdress": set(),
     "blockchain.view_addressbooksetting": {A, C, S, AC},
+    "monitoring.view_dashboard": {A, C, AC, M},
 }
 
 

@@ -157,3 +157,10 @@ def test_static_files_carry_the_policy(client):
     response = client.get("/static/kootabase/redoc-init.js")
     assert response.status_code == 200
     assert_base_policy(policy_of(response))
+
+
+@pytest.mark.django_db
+def test_the_health_dashboard_runs_under_the_policy(admin_client):
+    response = admin_client.get("/admin/dashboard/")
+    assert response.status_code == 200
+    assert_base_policy(assert_page_runs_under_its_policy(response))

@@ -43,7 +43,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from kootabase.db import rows_update
+from kootabase.db import rows_insert, rows_update
 from kootabase.errors import ServiceError
 from kootabase.events import broadcast_after_commit, broadcasts_flush
 from matching.engine import (
@@ -593,7 +593,7 @@ class MarketMatcher:
                 for kind, reference, legs in batch.transfers
             ]
         )
-        Trade.objects.bulk_create(batch.trades)
+        rows_insert(Trade, batch.trades)
         now = timezone.now()
         changed = list(batch.changed.values())
         for order in changed:

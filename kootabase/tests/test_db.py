@@ -1,11 +1,11 @@
-"""rows_update writes exactly what the ORM would, in chunks the backend accepts."""
+"""rows_update and rows_insert write exactly what the ORM would, in chunks the backend accepts."""
 
 from decimal import Decimal
 
 import pytest
 
 from accounts.models import User
-from kootabase.db import rows_update
+from kootabase.db import rows_insert, rows_update
 from orders.models import Market
 
 
@@ -32,3 +32,28 @@ def test_rows_update_splits_large_updates():
     rows_update(User, users, ["name", "phone_number"])
     assert list(User.objects.order_by("pk").values_list("name", flat=True)) == [f"name {i}" for i in range(1200)]
     assert User.objects.filter(phone_number="+14155550123").count() == 600
+
+
+@pytest.mark.django_db
+def test_rows_insert_stores_what_bulk_create_stores_and_sets_primary_keys():
+    from audit.models import AuditEvent
+
+    def event(i: int) -> AuditEvent:
+        return AuditEvent(action=f"test.{i}", target_type="thing", target_id=str(i), details={"n": i, "d": "0.1"})
+
+    fast, orm = [event(i) for i in range(5)], [event(i) for i in range(5)]
+    rows_insert(AuditEvent, fast)
+    AuditEvent.objects.bulk_create(orm)
+    fields = ("action", "target_type", "target_id", "details")
+    stored = list(AuditEvent.objects.order_by("pk").values_list(*fields))
+    assert stored[:5] == stored[5:]
+    assert all(e.created_at is not None and not e._state.adding for e in fast)  # auto_now_add filled
+    if fast[0].pk is not None:  # the backend returns inserted rows
+        assert [e.pk for e in fast] == list(AuditEvent.objects.order_by("pk").values_list("pk", flat=True))[:5]
+
+
+@pytest.mark.django_db
+def test_rows_insert_splits_large_inserts():
+    users = [User(email=f"bulk{i}@example.com", password="!") for i in range(1200)]
+    rows_insert(User, users)
+    assert User.objects.filter(email__startswith="bulk").count() == 1200

@@ -69,6 +69,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_sweep",
         "blockchain.view_scannerstate",
         "blockchain.view_chainalert",
+        # KYC: reads the tiers, users' tiers and the submissions; never opens documents.
+        "kyc.view_kyctier",
+        "kyc.view_kycprofile",
+        "kyc.view_kycsubmission",
         # The health dashboard (monitoring): the platform's vital signs, read-only.
         "monitoring.view_dashboard",
     ),
@@ -91,6 +95,13 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_addressbooksetting",
         "blockchain.decide_withdrawal",
         "blockchain.view_chainalert",
+        # KYC: sets the tiers' requirements and limits, reviews submissions (opens their
+        # documents, approves, rejects with a reason).
+        "kyc.view_kyctier",
+        "kyc.change_kyctier",
+        "kyc.view_kycprofile",
+        "kyc.view_kycsubmission",
+        "kyc.review_kycsubmission",
         # The health dashboard (monitoring): the platform's vital signs, read-only.
         "monitoring.view_dashboard",
     ),

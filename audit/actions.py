@@ -39,6 +39,14 @@ USER_FROZEN = "accounts.user_frozen"
 USER_UNFROZEN = "accounts.user_unfrozen"
 OTP_RESET = "2fa.reset"  # by staff, for a user who lost their device
 
+# KYC (recorded by kyc.services): a user's submission, compliance's decisions and every
+# opening of a document, and a tier set directly.
+KYC_SUBMITTED = "kyc.submitted"
+KYC_SUBMISSION_APPROVED = "kyc.submission_approved"
+KYC_SUBMISSION_REJECTED = "kyc.submission_rejected"
+KYC_DOCUMENT_VIEWED = "kyc.document_viewed"
+KYC_LEVEL_SET = "kyc.level_set"
+
 # Markets operated by staff (orders.controls)
 MARKET_HALTED = "market.halted"
 MARKET_RESUMED = "market.resumed"

@@ -42,6 +42,7 @@ from blockchain.models import (
     WithdrawalStatus,
 )
 from kootabase.errors import Conflict, NotFound, ServiceError
+from kyc.services import kyc_check_withdrawal
 from wallets.locks import retry_on_deadlock
 from wallets.models import AMOUNT_LIMIT, MONEY, AccountKind, EntryKind, LedgerAccount
 from wallets.services import (
@@ -238,8 +239,8 @@ def withdrawal_request(
     ``currency_disabled``, ``network_required``, ``network_unsupported``, ``amount_*``,
     ``amount_below_minimum``, ``address_invalid``, ``address_checksum``,
     ``address_is_contract``, ``address_is_internal``, ``address_not_in_book``,
-    ``address_not_yet_active``, ``withdrawal_limit_exceeded``,
-    ``insufficient_funds``, ``idempotency_conflict``.
+    ``address_not_yet_active``, ``withdrawal_limit_exceeded``, ``kyc_fiat_not_allowed``,
+    ``kyc_limit_exceeded``, ``kyc_price_unavailable``, ``insufficient_funds``, ``idempotency_conflict``.
     """
     stored = Withdrawal.objects.filter(user=user, idempotency_key=idempotency_key).first()
     if stored is not None:
@@ -275,6 +276,7 @@ def withdrawal_request(
                     f"{asset.daily_withdrawal_limit.normalize():f} in 24 hours.",
                     details={"limit": format(asset.daily_withdrawal_limit.normalize(), "f")},
                 )
+        kyc_check_withdrawal(user=user, currency=currency, amount=total)  # the user's KYC tier; locks the user row
         try:
             with transaction.atomic():
                 withdrawal = Withdrawal.objects.create(

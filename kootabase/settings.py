@@ -296,6 +296,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # One name for a choice set that several fields use.
+    "ENUM_NAME_OVERRIDES": {"KycDocumentKindEnum": "kyc.models.DocumentKind"},
 }
 
 # --- Blockchain -----------------------------------------------------------------------

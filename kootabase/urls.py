@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("orders.api.urls")),
     path("", include("marketdata.api.urls")),
     path("", include("blockchain.api.urls")),
+    path("", include("kyc.api.urls")),
 ]
 
 urlpatterns = [

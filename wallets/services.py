@@ -27,6 +27,7 @@ from accounts.services import user_check_not_frozen
 from audit import actions
 from audit.services import audit_record
 from kootabase.errors import Conflict, ServiceError
+from kyc.services import kyc_check_transfer
 from wallets import sql
 from wallets.events import balances_changed
 from wallets.locks import retry_on_deadlock
@@ -463,7 +464,8 @@ def transfer_create(
 
     The same ``idempotency_key`` again returns the first transfer and moves nothing.
     Errors: ``unknown_currency``, ``currency_disabled``, ``amount_*``,
-    ``unknown_recipient``, ``self_transfer``, ``insufficient_funds``, ``idempotency_conflict``.
+    ``unknown_recipient``, ``self_transfer``, ``kyc_fiat_not_allowed``, ``kyc_limit_exceeded``,
+    ``kyc_price_unavailable``, ``insufficient_funds``, ``idempotency_conflict``.
     """
     user_check_not_frozen(user=sender)
     currency = currency_get_enabled(code=currency_code, purpose="transfers")
@@ -486,6 +488,7 @@ def transfer_create(
         )
         if not created:
             return transfer
+        kyc_check_transfer(user=sender, currency=currency, transfer=transfer)  # the KYC tier; locks the sender's row
         _post_one(
             kind=EntryKind.TRANSFER,
             legs=[

@@ -38,6 +38,10 @@ MATRIX = {
     # The health dashboard (monitoring) and its numbers.
     "/admin/dashboard/": {A, C, AC, M},
     "/admin/dashboard/data": {A, C, AC, M},
+    # KYC: the review queue, users' tiers and the tiers (read by admin; compliance reviews and edits).
+    "/admin/kyc/kycsubmission/?status__exact=pending": {A, C},
+    "/admin/kyc/kycprofile/": {A, C},
+    "/admin/kyc/kyctier/": {A, C},
 }
 # model permission -> the roles holding it
 PERMISSIONS = {
@@ -59,6 +63,10 @@ PERMISSIONS = {
     "blockchain.delete_withdrawaladdress": set(),
     "blockchain.view_addressbooksetting": {A, C, S, AC},
     "monitoring.view_dashboard": {A, C, AC, M},
+    "kyc.view_kycsubmission": {A, C},
+    "kyc.review_kycsubmission": {C},  # opens documents, approves, rejects
+    "kyc.view_kyctier": {A, C},
+    "kyc.change_kyctier": {C},
 }
 
 

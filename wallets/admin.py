@@ -102,10 +102,11 @@ class LedgerLegAdmin(ReadOnlyAdmin):
 
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
-    list_display = ("id", "sender", "recipient", "currency", "amount", "created_at")
+    list_display = ("id", "sender", "recipient", "currency", "amount", "status", "created_at")
+    list_filter = ("status",)
     search_fields = ("=id", "sender__email", "recipient__email", "idempotency_key")
     list_select_related = ("sender", "recipient", "currency")
-    fields = ("sender", "recipient", "currency", "amount", "idempotency_key", "created_at")
+    fields = ("sender", "recipient", "currency", "amount", "idempotency_key", "status", "created_at")
 
 
 class AdjustmentForm(forms.ModelForm):

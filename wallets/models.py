@@ -3,9 +3,10 @@
 - ``Currency``: a kind of money and its switches.
 - ``LedgerAccount``: one per (owner, currency, kind). Users own an *available* and a
   *locked* account per currency; the platform owns per currency an *external* account
-  (the outside world: deposits in, withdrawals out), a *fees* account and an
-  *adjustment* account. ``balance`` is a cache of the account's legs, written in the
-  same transaction as them; a check constraint keeps user balances >= 0.
+  (the outside world: deposits in, withdrawals out), a *fees* account, an
+  *adjustment* account and a *suspense* account (deposits compliance rejected).
+  ``balance`` is a cache of the account's legs, written in the same transaction as
+  them; a check constraint keeps user balances >= 0.
 - ``JournalEntry`` groups ``LedgerLeg`` rows whose amounts sum to zero per currency.
   Entries and legs are append-only: never updated, never deleted.
 - ``Transfer``, ``Adjustment``: the business records behind transfer and adjustment
@@ -141,10 +142,11 @@ class AccountKind(models.TextChoices):
     EXTERNAL = "external", "External (world)"
     FEES = "fees", "Fee revenue"
     ADJUSTMENT = "adjustment", "Manual adjustments"
+    SUSPENSE = "suspense", "Compliance suspense"
 
 
 USER_ACCOUNT_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
-SYSTEM_ACCOUNT_KINDS = (AccountKind.EXTERNAL, AccountKind.FEES, AccountKind.ADJUSTMENT)
+SYSTEM_ACCOUNT_KINDS = (AccountKind.EXTERNAL, AccountKind.FEES, AccountKind.ADJUSTMENT, AccountKind.SUSPENSE)
 
 
 class LedgerAccount(models.Model):
@@ -198,6 +200,7 @@ class EntryKind(models.TextChoices):
     HOLD = "hold", "Hold"
     RELEASE = "release", "Release"
     ADJUSTMENT = "adjustment", "Adjustment"
+    SUSPENSE = "suspense", "To compliance suspense"
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -259,14 +262,23 @@ class LedgerLeg(AppendOnlyModel):
         return f"{self.amount} to account {self.account_id}"
 
 
+class TransferStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    REVIEW = "review", "Held for compliance review"
+    REJECTED = "rejected", "Rejected by compliance"
+
+
 class Transfer(models.Model):
-    """A user paying another user inside the platform."""
+    """A user paying another user inside the platform. ``completed`` at once, or held for
+    compliance review when an AML rule flags it (``aml``): the amount stays locked in the
+    sender's balance until compliance releases it to the recipient or rejects it."""
 
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfers_sent")
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfers_received")
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
     amount = MoneyField()
     idempotency_key = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=TransferStatus.choices, default=TransferStatus.COMPLETED)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -275,6 +287,10 @@ class Transfer(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["sender", "idempotency_key"], name="wallets_transfer_idempotency"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="wallets_transfer_amount_positive"),
+        ]
+        indexes = [
+            # The AML velocity rule counts a sender's recent transfers on the transfer path.
+            models.Index(fields=["sender", "created_at"], name="wallets_transfer_sender_time"),
         ]
 
     def __str__(self) -> str:

@@ -88,5 +88,5 @@ class TransferSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Transfer
-        fields = ("id", "sender", "recipient", "currency", "amount", "idempotency_key", "created_at")
+        fields = ("id", "sender", "recipient", "currency", "amount", "idempotency_key", "status", "created_at")
         read_only_fields = fields

@@ -57,14 +57,13 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wallets.view_transfer",
         "wallets.view_adjustment",
         "wallets.view_auditrun",
-        # Blockchain: reads everything, approves or rejects withdrawals in review.
+        # Blockchain: reads everything (withdrawals in review are decided in the AML queue).
         "blockchain.view_network",
         "blockchain.view_asset",
         "blockchain.view_deposit",
         "blockchain.view_withdrawal",
         "blockchain.view_withdrawaladdress",
         "blockchain.view_addressbooksetting",
-        "blockchain.decide_withdrawal",
         "blockchain.view_outgoingtx",
         "blockchain.view_sweep",
         "blockchain.view_scannerstate",
@@ -73,6 +72,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "kyc.view_kyctier",
         "kyc.view_kycprofile",
         "kyc.view_kycsubmission",
+        # AML: reads the review queue and the rule parameters; compliance decides.
+        "aml.view_case",
+        "aml.view_ruleparameter",
         # The health dashboard (monitoring): the platform's vital signs, read-only.
         "monitoring.view_dashboard",
     ),
@@ -93,7 +95,6 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "blockchain.view_withdrawal",
         "blockchain.view_withdrawaladdress",
         "blockchain.view_addressbooksetting",
-        "blockchain.decide_withdrawal",
         "blockchain.view_chainalert",
         # KYC: sets the tiers' requirements and limits, reviews submissions (opens their
         # documents, approves, rejects with a reason).
@@ -102,6 +103,14 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "kyc.view_kycprofile",
         "kyc.view_kycsubmission",
         "kyc.review_kycsubmission",
+        # AML: works the review queue (release, reject; freezing is accounts.freeze_user)
+        # and sets the rules' parameters.
+        "aml.view_case",
+        "aml.decide_case",
+        "aml.view_ruleparameter",
+        "aml.add_ruleparameter",
+        "aml.change_ruleparameter",
+        "aml.delete_ruleparameter",
         # The health dashboard (monitoring): the platform's vital signs, read-only.
         "monitoring.view_dashboard",
     ),

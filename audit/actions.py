@@ -34,6 +34,12 @@ ADDRESS_BOOK_SETTING_CHANGED = "address_book.setting_changed"
 # Money moved by staff
 ADJUSTMENT_POSTED = "wallets.adjustment_posted"
 
+# AML: a rule flagged an item (recorded by the screening, no actor), compliance decided
+AML_CASE_OPENED = "aml.case_opened"
+AML_CASE_RELEASED = "aml.case_released"
+AML_CASE_REJECTED = "aml.case_rejected"
+AML_ACCOUNT_FROZEN = "aml.account_frozen"
+
 # Accounts acted on by staff
 USER_FROZEN = "accounts.user_frozen"
 USER_UNFROZEN = "accounts.user_unfrozen"

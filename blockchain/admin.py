@@ -1,5 +1,5 @@
 """Back office for the chain side: networks and assets (edited by market operators),
-deposits, withdrawals with approve / reject (``blockchain.decide_withdrawal``), users'
+deposits, withdrawals (decided through their AML case, see ``aml.admin``), users'
 withdrawal address books (read-only), the platform's transactions, sweeps, alerts, each
 scanner's height and lag, and the hot wallet's balances against user liabilities."""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from blockchain import selectors, services
+from blockchain import selectors
 from blockchain.models import (
     AddressBookSetting,
     Asset,
@@ -25,12 +25,8 @@ from blockchain.models import (
     Sweep,
     Withdrawal,
     WithdrawalAddress,
-    WithdrawalStatus,
 )
 from kootabase.admin import ReadOnlyAdmin
-from kootabase.errors import ServiceError
-
-DECIDE_WITHDRAWAL = "blockchain.decide_withdrawal"
 
 
 class AssetInline(admin.TabularInline):
@@ -77,6 +73,8 @@ class AssetAdmin(admin.ModelAdmin):
     )
     list_filter = ("network",)
     list_select_related = ("currency", "network")
+    # Review thresholds are the AML threshold rule's parameters now (aml.RuleParameter).
+    exclude = ("review_threshold",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Asset | None = None) -> tuple[str, ...]:
         return ("network", "currency", "contract_address", "decimals") if obj else ()
@@ -119,42 +117,31 @@ class DepositAdmin(ReadOnlyAdmin):
 
 @admin.register(Withdrawal)
 class WithdrawalAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "network", "currency", "amount", "fee", "address", "status", "review_reason")
+    """Read-only: a withdrawal the AML rules flag waits in ``review``, and compliance
+    approves or rejects it through its case in the AML review queue."""
+
+    list_display = (
+        "id",
+        "user",
+        "network",
+        "currency",
+        "amount",
+        "fee",
+        "address",
+        "status",
+        "review_reason",
+        "aml_case",
+    )
     list_filter = ("status", "network", "currency")
     search_fields = ("=id", "address", "user__email", "tx__tx_hash")
-    list_select_related = ("user", "network", "currency")
-    actions = ["approve", "reject"]
+    list_select_related = ("user", "network", "currency", "aml_case")
 
-    def has_decide_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(DECIDE_WITHDRAWAL)
-
-    def _decide(self, request: HttpRequest, queryset: QuerySet[Withdrawal], decide: Any, verb: str) -> None:
-        done = 0
-        for withdrawal in queryset.filter(status__in=(WithdrawalStatus.REVIEW, WithdrawalStatus.REQUESTED)):
-            try:
-                decide(withdrawal.pk)
-                done += 1
-            except ServiceError as exc:
-                self.message_user(request, f"Withdrawal {withdrawal.pk}: {exc.message}", messages.ERROR)
-        self.message_user(request, f"{done} withdrawal(s) {verb}.")
-
-    @admin.action(description="Approve the selected withdrawals", permissions=["decide"])
-    def approve(self, request: HttpRequest, queryset: QuerySet[Withdrawal]) -> None:
-        self._decide(
-            request,
-            queryset,
-            lambda pk: services.withdrawal_approve(withdrawal_id=pk, staff=request.user),
-            "approved",
-        )
-
-    @admin.action(description="Reject the selected withdrawals (releases the funds)", permissions=["decide"])
-    def reject(self, request: HttpRequest, queryset: QuerySet[Withdrawal]) -> None:
-        self._decide(
-            request,
-            queryset,
-            lambda pk: services.withdrawal_reject(withdrawal_id=pk, staff=request.user, reason="rejected in review"),
-            "rejected",
-        )
+    @admin.display(description="AML case")
+    def aml_case(self, withdrawal: Withdrawal) -> str:
+        case = getattr(withdrawal, "aml_case", None)
+        if case is None:
+            return ""
+        return format_html('<a href="{}">{}</a>', reverse("admin:aml_case_change", args=[case.pk]), case)
 
 
 @admin.register(WithdrawalAddress)

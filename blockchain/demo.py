@@ -16,9 +16,9 @@ from wallets.models import Currency
 NETWORK = "ethereum"
 CURRENCIES = (("ETH", "Ether", 18), ("USDT", "Tether USD", 6))
 ASSETS = (
-    # currency, contract, decimals, min deposit, min withdrawal, fee, review at
-    ("ETH", "", 18, Decimal("0.001"), Decimal("0.01"), Decimal("0.001"), Decimal("100")),
-    ("USDT", DEMO_TOKEN_ADDRESS, DEMO_TOKEN_DECIMALS, Decimal("1"), Decimal("10"), Decimal("1"), Decimal("100000")),
+    # currency, contract, decimals, min deposit, min withdrawal, fee (review thresholds: aml/demo.py)
+    ("ETH", "", 18, Decimal("0.001"), Decimal("0.01"), Decimal("0.001")),
+    ("USDT", DEMO_TOKEN_ADDRESS, DEMO_TOKEN_DECIMALS, Decimal("1"), Decimal("10"), Decimal("1")),
 )
 
 
@@ -38,7 +38,7 @@ def seed() -> list[str]:
             "explorer_address_url": "",
         },
     )
-    for code, contract, decimals, min_deposit, min_withdrawal, fee, review in ASSETS:
+    for code, contract, decimals, min_deposit, min_withdrawal, fee in ASSETS:
         Asset.objects.get_or_create(
             network=network,
             currency=Currency.objects.get(code=code),
@@ -48,7 +48,6 @@ def seed() -> list[str]:
                 "min_deposit": min_deposit,
                 "min_withdrawal": min_withdrawal,
                 "withdrawal_fee": fee,
-                "review_threshold": review,
             },
         )
     return [f"chain   {network.name} (embedded, chain id {network.chain_id}): ETH, USDT at {DEMO_TOKEN_ADDRESS}"]

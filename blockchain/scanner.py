@@ -18,7 +18,9 @@ One run (``scanner_run``):
      a fork deeper than the confirmation depth, raises a ``ChainAlert``.
    - New deposits are stored once (unique on network + tx hash + log index).
    - Pending deposits with enough confirmations are credited through the ledger, one
-     posting each with the key ``deposit:{network}:{tx_hash}:{log_index}``.
+     posting each with the key ``deposit:{network}:{tx_hash}:{log_index}``, then
+     screened by the AML rules (``aml.services.deposits_screen``): a flagged deposit's
+     amount is held in the same transaction, until compliance decides.
    - The block hashes are stored (the last ``max(2 x confirmations, 64)`` are kept).
 """
 
@@ -31,6 +33,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from aml.services import deposits_screen
 from blockchain.chains import adapter_for
 from blockchain.chains.base import Block, ChainAdapter, Transfer
 from blockchain.hdwallet import hot_wallet
@@ -290,4 +293,5 @@ def _credit(*, network: Network, head: int, height: int) -> int:
         deposit.status, deposit.journal_entry, deposit.credited_at = DepositStatus.CONFIRMED, entry, now
         deposit.updated_at = now
     Deposit.objects.bulk_update(due, ["status", "journal_entry", "credited_at", "updated_at"])
+    deposits_screen(deposits=due)
     return len(due)

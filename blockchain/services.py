@@ -382,22 +382,18 @@ def withdrawal_cancel(*, user: User, withdrawal_id: int) -> Withdrawal:
     return withdrawal
 
 
-def _review_reason(withdrawal: Withdrawal) -> str:
-    """The rules that send a withdrawal to a human. Empty: none flags it."""
-    threshold = withdrawal.asset.review_threshold
-    if threshold is not None and withdrawal.amount >= threshold:
-        return f"amount at or above the review threshold {threshold.normalize():f}"
-    return ""
-
-
 @retry_on_deadlock
 @transaction.atomic
 def withdrawal_screen(*, withdrawal_id: int) -> Withdrawal:
-    """``requested`` -> ``review`` when a rule flags it, else ``approved``."""
+    """``requested`` -> ``review`` when an AML rule flags it (``aml.services.withdrawal_screen``
+    opens the case compliance decides), else ``approved``."""
+    from aml import services as aml  # aml builds on this module
+
     withdrawal = _locked(withdrawal_id)
     if withdrawal.status != WithdrawalStatus.REQUESTED:
         return withdrawal
-    reason = _review_reason(withdrawal)
+    case = aml.withdrawal_screen(withdrawal=withdrawal)
+    reason = aml.case_summary(case) if case else ""
     withdrawal.status = WithdrawalStatus.REVIEW if reason else WithdrawalStatus.APPROVED
     withdrawal.review_reason = reason
     withdrawal.save(update_fields=["status", "review_reason", "updated_at"])

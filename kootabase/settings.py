@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "audit",
     "monitoring",
     "kyc",
+    "aml",
 ]
 
 MIDDLEWARE = [
@@ -348,6 +349,12 @@ ADDRESS_BOOK_ACTIVATION_DELAY = env.int("ADDRESS_BOOK_ACTIVATION_DELAY", default
 # Tier limits are valued in this currency (see docs/security.md, "KYC tiers").
 KYC_REFERENCE_CURRENCY = env.str("KYC_REFERENCE_CURRENCY", default="USDT").strip().upper()
 KYC_DOCUMENT_MAX_BYTES = env.int("KYC_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)  # per file
+
+# --- AML ------------------------------------------------------------------------------
+# The block-list the AML rules check counterparties and users against: one address or
+# email per line, "#" comments; read again whenever the file changes (see docs/security.md,
+# "AML"). Production mounts it from a ConfigMap (docs/operations.md). Missing: nothing blocked.
+AML_BLOCKLIST_FILE = env.str("AML_BLOCKLIST_FILE", default=str(VAR_DIR / "aml-blocklist.txt"))
 
 # --- Monitoring -----------------------------------------------------------------------
 # /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; without a

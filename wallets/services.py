@@ -460,7 +460,9 @@ def _create_once(
 def transfer_create(
     *, sender: User, recipient_email: str, currency_code: str, amount: Decimal, idempotency_key: str
 ) -> Transfer:
-    """Pay ``amount`` from the sender's available balance to the recipient's.
+    """Pay ``amount`` from the sender's available balance to the recipient's, unless an AML
+    rule flags it: then the amount is held in the sender's balance and the transfer stays
+    in ``review`` until compliance releases or rejects it (``aml.services``).
 
     The same ``idempotency_key`` again returns the first transfer and moves nothing.
     Errors: ``unknown_currency``, ``currency_disabled``, ``amount_*``,
@@ -489,6 +491,10 @@ def transfer_create(
         if not created:
             return transfer
         kyc_check_transfer(user=sender, currency=currency, transfer=transfer)  # the KYC tier; locks the sender's row
+        from aml.services import transfer_screen  # aml builds on this module
+
+        if transfer_screen(transfer=transfer, sender=sender, recipient=recipient, currency=currency) is not None:
+            return transfer  # flagged: the amount is held and the transfer waits for compliance
         _post_one(
             kind=EntryKind.TRANSFER,
             legs=[

@@ -35,6 +35,10 @@ MATRIX = {
     "/admin/orders/market/{market}/operators/": {A},
     "/admin/blockchain/withdrawaladdress/": {A, C, S, AC},
     "/admin/blockchain/addressbooksetting/": {A, C, S, AC},
+    # The AML review queue (decided by compliance) and the rules' parameters (set by compliance).
+    "/admin/aml/case/": {A, C},
+    "/admin/aml/ruleparameter/": {A, C},
+    "/admin/aml/ruleparameter/add/": {C},
     # The health dashboard (monitoring) and its numbers.
     "/admin/dashboard/": {A, C, AC, M},
     "/admin/dashboard/data": {A, C, AC, M},
@@ -62,6 +66,11 @@ PERMISSIONS = {
     "blockchain.view_withdrawaladdress": {A, C, S, AC},
     "blockchain.delete_withdrawaladdress": set(),
     "blockchain.view_addressbooksetting": {A, C, S, AC},
+    "blockchain.decide_withdrawal": set(),  # withdrawals in review are decided through their AML case
+    "aml.view_case": {A, C},
+    "aml.decide_case": {C},
+    "aml.change_ruleparameter": {C},
+    "aml.delete_ruleparameter": {C},
     "monitoring.view_dashboard": {A, C, AC, M},
     "kyc.view_kycsubmission": {A, C},
     "kyc.review_kycsubmission": {C},  # opens documents, approves, rejects

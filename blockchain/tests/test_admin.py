@@ -1,4 +1,4 @@
-"""Back office: approve / reject withdrawals (permission-gated), reserves, scanner lag."""
+"""Back office: withdrawals decided through their AML case (permission-gated), reserves, scanner lag."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from eth_account import Account
 
 from accounts.roles import COMPLIANCE, SUPPORT
 from accounts.tests.helpers import admin_login, enable_otp, otp_code
+from aml.models import RuleParameter
 from blockchain import tasks
 from blockchain.models import Withdrawal, WithdrawalStatus
 from blockchain.services import withdrawal_request
@@ -24,8 +25,7 @@ def staff(role: str):
 
 
 def flagged_withdrawal(alice, usdt_asset) -> Withdrawal:
-    usdt_asset.review_threshold = Decimal(100)
-    usdt_asset.save()
+    RuleParameter.objects.create(rule="threshold", kind="withdrawal", currency=usdt_asset.currency, amount=100)
     enable_otp(alice)
     fund_user(alice, "USDT", "1000")
     withdrawal, _ = withdrawal_request(
@@ -46,8 +46,9 @@ def flagged_withdrawal(alice, usdt_asset) -> Withdrawal:
 def test_compliance_rejects_a_withdrawal_in_review_and_the_funds_come_back(chain, network, alice, usdt_asset):
     withdrawal = flagged_withdrawal(alice, usdt_asset)
     client, officer = staff(COMPLIANCE)
+    assert str(withdrawal.aml_case) in client.get("/admin/blockchain/withdrawal/").content.decode()
     response = client.post(
-        "/admin/blockchain/withdrawal/", {"action": "reject", "_selected_action": [withdrawal.pk]}, follow=True
+        f"/admin/aml/case/{withdrawal.aml_case.pk}/control/reject/", {"reason": "unusual"}, follow=True
     )
     assert response.status_code == 200
     withdrawal.refresh_from_db()
@@ -59,7 +60,8 @@ def test_support_sees_withdrawals_but_cannot_decide(chain, network, alice, usdt_
     withdrawal = flagged_withdrawal(alice, usdt_asset)
     client, _ = staff(SUPPORT)
     assert client.get("/admin/blockchain/withdrawal/").status_code == 200
-    client.post("/admin/blockchain/withdrawal/", {"action": "approve", "_selected_action": [withdrawal.pk]})
+    response = client.post(f"/admin/aml/case/{withdrawal.aml_case.pk}/control/release/", {"reason": "fine"})
+    assert response.status_code == 403
     withdrawal.refresh_from_db()
     assert withdrawal.status == WithdrawalStatus.REVIEW
 

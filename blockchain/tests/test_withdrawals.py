@@ -8,6 +8,8 @@ import pytest
 from eth_account import Account
 
 from accounts.tests.helpers import enable_otp, otp_code
+from aml.models import RuleParameter
+from aml.services import case_reject, case_release
 from audit.models import AuditEvent
 from blockchain import broadcaster, tasks
 from blockchain.chains.embedded import demo_token
@@ -15,9 +17,7 @@ from blockchain.hdwallet import hot_wallet
 from blockchain.models import ChainAlert, OutgoingTx, Withdrawal, WithdrawalStatus
 from blockchain.services import (
     deposit_address_get_or_create,
-    withdrawal_approve,
     withdrawal_cancel,
-    withdrawal_reject,
     withdrawal_request,
 )
 from blockchain.tests.conftest import assert_ledger_ok, balance, fund_user
@@ -146,18 +146,19 @@ def test_a_requested_withdrawal_can_be_cancelled_and_its_hold_is_released(chain,
 
 
 def test_a_large_withdrawal_waits_for_review_and_can_be_rejected_or_approved(chain, rich_alice, usdt_asset, admin_user):
-    usdt_asset.review_threshold = Decimal(1000)
-    usdt_asset.save()
+    # The review threshold is the AML threshold rule's; compliance decides through the case.
+    RuleParameter.objects.create(rule="threshold", kind="withdrawal", currency=usdt_asset.currency, amount=1000)
     flagged, _ = request(rich_alice, currency="USDT", amount="1500")
     tasks.process_withdrawals()
     flagged.refresh_from_db()
     assert flagged.status == WithdrawalStatus.REVIEW and "threshold" in flagged.review_reason
-    withdrawal_reject(withdrawal_id=flagged.pk, staff=admin_user, reason="unusual")
+    case_reject(case_id=flagged.aml_case.pk, staff=admin_user, reason="unusual")
     assert balance(rich_alice, "USDT") == Decimal(5000)
 
     second, _ = request(rich_alice, currency="USDT", amount="1500", key="w-2")
     tasks.process_withdrawals()
-    withdrawal_approve(withdrawal_id=second.pk, staff=admin_user)
+    second.refresh_from_db()
+    case_release(case_id=second.aml_case.pk, staff=admin_user)
     tasks.process_withdrawals()
     chain.mine(3)
     tasks.process_withdrawals()

@@ -66,7 +66,8 @@ class LedgerView(generics.ListAPIView):
 
 class TransferCreateView(APIView):
     """Pay another user of the platform. The same idempotency_key again returns the
-    first transfer and moves nothing."""
+    first transfer and moves nothing. ``status`` is ``completed``, or ``review`` when the
+    platform's compliance rules hold the amount until a compliance officer decides."""
 
     @extend_schema(
         tags=["wallets"],

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AmlConfig(AppConfig):
+    """Anti-money-laundering rules over deposits, withdrawals and transfers, and the
+    compliance review queue of the items they flag."""
+
+    name = "aml"
+    verbose_name = "AML"

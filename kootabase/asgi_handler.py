@@ -25,6 +25,7 @@ is synchronous-capable; only the request body and the response travel asynchrono
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -33,6 +34,8 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
+
+ARRIVED = "kootabase.arrived"  # ASGI scope key: time.perf_counter() when the request came in
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -54,6 +57,7 @@ class PooledASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
+        scope[ARRIVED] = time.perf_counter()  # request latency includes the wait for a thread
         pool = self._pool()
         executor = await pool.get()
         try:

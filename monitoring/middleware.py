@@ -1,8 +1,9 @@
 """Request metrics: every answered HTTP request is counted, by method and status, and its
 latency is added to its route's histogram (``monitoring.services.request_record``).
 
-Installed first in ``MIDDLEWARE``, so the latency covers every middleware and the view
-(not the wait for a free request thread before them, ``kootabase.asgi_handler``). The
+Installed first in ``MIDDLEWARE``, so the latency covers every middleware and the view,
+and from the time the web process received the request (``ARRIVED``, set by
+``kootabase.asgi_handler``): the wait for a free request thread counts too. The
 chain runs synchronously on the request's thread, where the counts are written too (one
 Redis round trip); the asynchronous path serves Django's stock handler. The route is the URL
 pattern that matched (``api/v1/orders/<int:order_id>``), never the path itself, so the
@@ -18,9 +19,16 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 
+from kootabase.asgi_handler import ARRIVED
 from monitoring.services import request_record
 
 UNMATCHED = "unmatched"
+
+
+def started_at(request: HttpRequest) -> float:
+    """When the request reached this process: its ASGI arrival time, else now."""
+    scope = getattr(request, "scope", None)
+    return scope.get(ARRIVED, time.perf_counter()) if scope else time.perf_counter()
 
 
 def route_of(request: HttpRequest) -> str:
@@ -41,13 +49,13 @@ class RequestMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        started = time.perf_counter()
+        started = started_at(request)
         response = self.get_response(request)
         self._record(request, response, time.perf_counter() - started)  # type: ignore[arg-type]
         return response  # type: ignore[return-value]
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
+        started = started_at(request)
         response = await self.get_response(request)  # type: ignore[misc]
         duration = time.perf_counter() - started
         await sync_to_async(self._record, thread_sensitive=False)(request, response, duration)

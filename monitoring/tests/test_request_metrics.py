@@ -157,3 +157,21 @@ def test_a_store_that_is_down_costs_the_metrics_not_the_request(settings, client
     assert client.get("/healthz").status_code == 200
     assert services._paused_until > 0  # and the next requests do not try again for a while
     assert client.get("/healthz").status_code == 200
+
+
+def test_latency_includes_the_wait_for_a_free_request_thread(settings, db):
+    settings.ROOT_URLCONF = "kootabase.tests.test_asgi_handler"  # its /slow view sleeps 0.05 s
+    settings.WEB_MAX_CONCURRENT_REQUESTS = 1
+    app = PooledASGIHandler()
+
+    async def requests() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await asyncio.gather(*(client.get("/slow") for _ in range(3)))
+
+    asyncio.run(requests())
+    slow = selectors.http_totals().latency["slow"]
+    assert slow.count == 3
+    # One thread: the three ran one after another, so together they waited at least
+    # 0 + 0.05 + 0.1 s on top of their own 3 x 0.05 s.
+    assert slow.sum_seconds >= 0.3

@@ -29,7 +29,7 @@ from kootabase.errors import Conflict, NotFound
 from kyc.models import KycProfile, KycSubmission, KycTier, SubmissionStatus
 from marketdata.models import MarketState
 from orders.pricing import ceil_to
-from wallets.models import AMOUNT_DECIMAL_PLACES, Currency, Transfer
+from wallets.models import AMOUNT_DECIMAL_PLACES, Currency, Transfer, TransferStatus
 
 WINDOW = timedelta(hours=24)
 # Withdrawals that took nothing out count for no limit.
@@ -114,9 +114,10 @@ def withdrawn_24h(*, user: User, now: datetime | None = None) -> Fraction:
 
 
 def transferred_24h(*, user: User, now: datetime | None = None, exclude_transfer_id: int | None = None) -> Fraction:
-    """What the user sent by transfer in the last 24 hours, in the reference currency."""
+    """What the user sent by transfer in the last 24 hours, in the reference currency;
+    transfers compliance rejected sent nothing, those held for review count."""
     since = (now or timezone.now()) - WINDOW
-    rows = Transfer.objects.filter(sender=user, created_at__gte=since)
+    rows = Transfer.objects.filter(sender=user, created_at__gte=since).exclude(status=TransferStatus.REJECTED)
     if exclude_transfer_id is not None:
         rows = rows.exclude(pk=exclude_transfer_id)
     return _value_of_totals(_per_currency((c, Fraction(a)) for c, a in rows.values_list("currency_id", "amount")))

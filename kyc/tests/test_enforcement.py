@@ -18,7 +18,7 @@ from kootabase.errors import ServiceError
 from kyc.services import kyc_check_withdrawal
 from kyc.tests.conftest import D, client_of, trade_at
 from kyc.tests.helpers import kyc_verified
-from wallets.models import Transfer
+from wallets.models import Transfer, TransferStatus
 from wallets.services import transfer_create
 from wallets.tests.factories import fund
 
@@ -89,6 +89,13 @@ def test_the_window_is_a_rolling_24_hours(alice, bob):
     first = send(alice, bob, "1000", key="a")
     refused(lambda: send(alice, bob, "1", key="b"), "kyc_limit_exceeded")
     Transfer.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+    send(alice, bob, "1000", key="c")
+
+
+def test_a_transfer_compliance_rejected_does_not_count(alice, bob):
+    first = send(alice, bob, "1000", key="a")
+    refused(lambda: send(alice, bob, "1", key="b"), "kyc_limit_exceeded")
+    Transfer.objects.filter(pk=first.pk).update(status=TransferStatus.REJECTED)  # as aml.services leaves it
     send(alice, bob, "1000", key="c")
 
 

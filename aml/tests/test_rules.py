@@ -149,3 +149,16 @@ def test_the_data_migration_turns_the_old_asset_review_thresholds_into_threshold
     threshold = RuleParameter.objects.get(rule="threshold")
     assert (threshold.kind, threshold.currency, threshold.amount) == ("withdrawal", usdt_asset.currency, Decimal(2500))
     assert RuleParameter.objects.count() == len(migration.DEFAULTS) + 1
+
+
+def test_the_demo_thresholds_are_seeded_once_per_currency_and_kind():
+    from aml import demo
+    from wallets import demo as wallets_demo
+
+    wallets_demo.seed()
+    demo.seed()
+    lines = demo.seed()
+    thresholds = RuleParameter.objects.filter(rule="threshold")
+    assert thresholds.count() == len(demo.THRESHOLDS) * len(ItemKind.values)
+    assert thresholds.get(kind="withdrawal", currency__code="ETH").amount == Decimal(100)
+    assert lines == ["aml     review thresholds: ETH 100, USDT 100000, BTC 5, USD 50000"]

@@ -207,3 +207,11 @@ def test_the_admin_role_reads_tiers_but_does_not_change_them():
     assert client.get("/admin/kyc/kyctier/").status_code == 200
     client.post(f"/admin/kyc/kyctier/{tier.pk}/change/", {"name": "Open", "transfer_limit_24h": ""})
     assert KycTier.objects.get(level=0).transfer_limit_24h == D(1000)
+
+
+def test_the_admin_role_reads_a_submission_but_gets_no_link_to_its_documents(submission):
+    page = staff_client("admin").get(f"{ADMIN}/{submission.pk}/change/")
+    assert page.status_code == 200
+    assert "alice@example.com" in page.content.decode()
+    assert "/documents/" not in page.content.decode()
+    assert staff_client("support").get(f"{ADMIN}/{submission.pk}/change/").status_code == 403

@@ -94,6 +94,13 @@ class MarketAdmin(admin.ModelAdmin):
         # only through the controls (permission-checked and audited).
         return ("symbol", "base", "quote", "tick_size", "lot_size", "status") if obj else ()
 
+    def has_change_permission(self, request: HttpRequest, obj: Market | None = None) -> bool:
+        # Editing a market (its fees, its minimum notional) is per market too: a market
+        # operator changes only the markets they operate; others they may only view.
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or controls.market_may_operate(user=request.user, market=obj)
+
     def save_model(self, request: HttpRequest, obj: Market, form: Any, change: bool) -> None:
         if change:  # only what the form changed: a status set meanwhile by a control stays
             obj.save(update_fields=[*form.changed_data, "updated_at"])

@@ -109,6 +109,18 @@ def test_the_status_is_read_only_in_the_form(operator_client, operator, eth_usdt
     assert (market.status, market.min_notional) == ("halted", Decimal(20))
 
 
+def test_an_operator_edits_only_the_markets_assigned_to_them(operator_client, btc_usdt):
+    before = Market.objects.values_list("min_notional", "maker_fee_rate").get(pk=btc_usdt.pk)
+    page = operator_client.get(f"/admin/orders/market/{btc_usdt.pk}/change/")
+    assert page.status_code == 200 and 'name="maker_fee_rate"' not in page.content.decode()  # view only
+    response = operator_client.post(
+        f"/admin/orders/market/{btc_usdt.pk}/change/",
+        {"min_notional": "99", "maker_fee_rate": "0", "taker_fee_rate": "0"},
+    )
+    assert response.status_code == 403
+    assert Market.objects.values_list("min_notional", "maker_fee_rate").get(pk=btc_usdt.pk) == before
+
+
 def test_cancel_all_from_the_admin_goes_through_the_matcher(operator_client, alice_client, eth_usdt):
     resting = place(alice_client, side="sell", price="2100", quantity="1")
     run_matcher()

@@ -34,7 +34,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libmariadb3 tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --gid 0 --home-dir /app --no-create-home kootabase
+# UVICORN_WS_PER_MESSAGE_DEFLATE: WebSocket frames leave uncompressed. Compressing each
+# frame for each connection took about 40 % of the server's CPU per frame in the fan-out
+# benchmark (docs/benchmarks.md); set it to true to trade that CPU for bandwidth.
 ENV PATH=/venv/bin:$PATH \
+    UVICORN_WS_PER_MESSAGE_DEFLATE=false \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_ENV=production \

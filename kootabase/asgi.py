@@ -9,11 +9,11 @@ from kootabase.asgi_handler import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from kootabase.routing import websocket_urlpatterns  # noqa: E402
+from marketdata.auth import stream_auth_middleware  # noqa: E402
 from marketdata.embedded import Lifespan  # noqa: E402
 from monitoring.websocket import ConnectionCounter  # noqa: E402
 
@@ -22,7 +22,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Counted per process for the health dashboard (monitoring.websocket).
         "websocket": ConnectionCounter(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            AllowedHostsOriginValidator(stream_auth_middleware(URLRouter(websocket_urlpatterns)))
         ),
         # Embedded mode runs the matchers in this process (marketdata.embedded).
         "lifespan": Lifespan(),

@@ -10,7 +10,8 @@
 
   The key needs the ``read`` scope; expiry, replay and the IP allow-list are checked as
   for REST.
-- A browser logged in with a session cookie is authenticated at connect.
+- A browser logged in with a session cookie is authenticated at connect
+  (``stream_auth_middleware``).
 
 Each way gives a ``Grant``: what authenticated the connection and until when. A
 connection must not outlive its grant: ``grants_revoked`` tells, for many connections in
@@ -27,7 +28,10 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Literal
 
+from channels.auth import get_user
+from channels.sessions import CookieMiddleware
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.utils import timezone
 from rest_framework.exceptions import APIException
@@ -138,3 +142,28 @@ def _sessions_alive(keys: set[str]) -> set[str]:
             .values_list("session_key", flat=True)
         )
     return {key for key in keys if store().exists(key)}
+
+
+class SessionAtConnect:
+    """ASGI middleware: ``scope["session"]`` and ``scope["user"]`` from the session cookie,
+    read once when the socket connects (Django's session check included: a session from
+    before a password change or "log out everywhere" gives no user).
+
+    Channels' ``AuthMiddlewareStack`` does the same but also wraps every outgoing message
+    to save the session if it changed; the stream never changes it, and on the fan-out's
+    hot path (every frame to every subscriber) that check cost several percent of the
+    server's CPU. Cookies come from channels' ``CookieMiddleware``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        session_key = scope["cookies"].get(settings.SESSION_COOKIE_NAME)
+        scope = dict(scope, session=import_module(settings.SESSION_ENGINE).SessionStore(session_key))
+        scope["user"] = await get_user(scope) if session_key else AnonymousUser()
+        return await self.inner(scope, receive, send)
+
+
+def stream_auth_middleware(inner: Any) -> Any:
+    """The WebSocket stack's authentication: cookies, then ``SessionAtConnect``."""
+    return CookieMiddleware(SessionAtConnect(inner))

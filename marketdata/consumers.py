@@ -30,6 +30,7 @@ import json
 import logging
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -95,7 +96,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.grant: Grant | None = None
         self.checked_at = 0.0
         self.expiry: asyncio.TimerHandle | None = None
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
+        self.outbox: deque[str | None] = deque()  # None: close now
+        self.wakeup: asyncio.Future[None] | None = None  # set while the writer waits for frames
         self.closing = False
         self.close_code = SLOW_CONSUMER
         await self.accept()
@@ -124,31 +126,44 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # -- outgoing
 
+    # The hub pushes each frame to every subscriber, so this is the fan-out's hot path: a
+    # deque and one future per wake-up (the writer sends everything queued before it waits
+    # again), and frames go straight to the server's ``send``.
+
     def push(self, text: str) -> None:
         """Queue a frame (the hub calls this); a client too far behind is disconnected."""
         if self.closing:
             return
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self.outbox) >= OUTBOX_SIZE:
             self._shut(SLOW_CONSUMER)
+            return
+        self.outbox.append(text)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def _shut(self, code: int, last: str | None = None) -> None:
         """Drop what is queued, send ``last`` (if any), then close with ``code``."""
         self.closing, self.close_code = True, code
-        while not self.outbox.empty():
-            self.outbox.get_nowait()
+        self.outbox.clear()
         if last is not None:
-            self.outbox.put_nowait(last)
-        self.outbox.put_nowait(None)
+            self.outbox.append(last)
+        self.outbox.append(None)
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
 
     async def _write(self) -> None:
+        outbox, send, loop = self.outbox, self.base_send, asyncio.get_running_loop()
         while True:
-            text = await self.outbox.get()
-            if text is None:
-                await self.close(code=self.close_code)
-                return
-            await self.send(text_data=text)
+            while outbox:
+                text = outbox.popleft()
+                if text is None:
+                    await self.close(code=self.close_code)
+                    return
+                await send({"type": "websocket.send", "text": text})
+            self.wakeup = loop.create_future()
+            await self.wakeup
+            self.wakeup = None
 
     async def send_json(self, content: dict[str, Any]) -> None:
         self.push(json.dumps(content, separators=(",", ":")))

@@ -20,6 +20,7 @@ from accounts.services import tokens_issue
 from accounts.tests.helpers import enable_otp, otp_code
 from kootabase.asgi import application
 from marketdata import consumers
+from marketdata.hub import get_hub
 from marketdata.services import marketdata_rebuild
 from marketdata.tests.conftest import D, drain, place
 from orders.models import Market
@@ -312,5 +313,34 @@ def test_unsubscribe_stops_the_channel(alice_client):
         await call(drain)
         assert await ws.receive_nothing(timeout=0.3)
         await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_client_that_falls_behind_is_closed_with_4008(monkeypatch, markets):
+    monkeypatch.setattr(consumers, "OUTBOX_SIZE", 3)
+
+    async def scenario() -> None:
+        ws = await connect()
+        await send(ws, op="subscribe", channels=["trades.ETH-USDT"])
+        await frames_until(ws, on("subscribed"))
+        hub = get_hub()
+        while not (hub.feeds.get("ETH-USDT") and hub.feeds["ETH-USDT"].trades):
+            await asyncio.sleep(0.01)
+        feed = hub.feeds["ETH-USDT"]
+        for i in range(5):  # in one go: the connection's writer gets no turn in between
+            hub.dispatch(
+                {
+                    "type": "market.update",
+                    "market": "ETH-USDT",
+                    "seq": feed.seq + 1,
+                    "time": None,
+                    "bids": [],
+                    "asks": [],
+                }
+                | {"trades": [{"id": i}]}
+            )
+        output = await ws.receive_output(timeout=5)
+        assert output == {"type": "websocket.close", "code": consumers.SLOW_CONSUMER}  # the queued frames dropped
 
     run(scenario)

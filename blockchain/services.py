@@ -276,7 +276,7 @@ def withdrawal_request(
                     f"{asset.daily_withdrawal_limit.normalize():f} in 24 hours.",
                     details={"limit": format(asset.daily_withdrawal_limit.normalize(), "f")},
                 )
-        kyc_check_withdrawal(user=user, currency=currency, amount=total)  # the user's KYC tier; locks the user row
+        kyc_check_withdrawal(user=user, currency=currency, amount=total)  # the user's KYC tier, under their KYC lock
         try:
             with transaction.atomic():
                 withdrawal = Withdrawal.objects.create(

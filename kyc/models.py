@@ -2,8 +2,9 @@
 
 - ``KycTier``: levels 0-3, each with its requirements, its 24 h withdrawal and transfer
   limits in the reference currency (empty: no limit) and whether fiat may move.
-- ``KycProfile``: a user's tier. A user without one is at tier 0; it is created by the
-  first decision that sets a tier (an approval, or ``kyc_level_set``).
+- ``KycProfile``: a user's tier, and the row every KYC check and write of the user locks.
+  A user without one is at tier 0; it is created at tier 0 the first time it is needed
+  (a withdrawal, a transfer, a submission, a decision).
 - ``KycSubmission``: a user's request for a higher tier, ``pending`` until compliance
   approves or rejects it (with a reason). At most one pending per user, kept by the
   database (``pending_user`` is unique and set exactly while pending).

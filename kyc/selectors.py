@@ -49,7 +49,7 @@ def tier_get(*, level: int) -> KycTier | None:
 
 
 def tier_of_user(*, user: User) -> KycTier:
-    """The user's tier: their profile's, or tier 0 without a profile."""
+    """The user's tier: their profile's, or tier 0 without a profile (not created by reads)."""
     level = KycProfile.objects.filter(user=user).values_list("tier_id", flat=True).first() or 0
     tier = tier_get(level=level)
     if tier is None:  # tiers are seeded by migration and restored after a flush

@@ -1,11 +1,16 @@
 """KYC writes: enforcing a user's tier on withdrawals and transfers, submissions with their
 documents, compliance's decisions, and setting a tier directly.
 
+Locking. Every KYC write and check of a user first locks the user's ``KycProfile`` row
+(``SELECT ... FOR UPDATE``; the row is created at tier 0 the first time it is needed), so
+a user's withdrawals, transfers, submissions and decisions pass one at a time: a second
+request waits until the first has committed and then counts it. It is the profile row and
+not the user's row because a transfer's insert takes shared locks on the rows of both its
+users (the foreign keys): an exclusive lock on the sender's user row taken after it would
+deadlock with an opposite transfer. Nothing references the profile row.
+
 Enforcement. ``kyc_check_withdrawal`` and ``kyc_check_transfer`` run inside the caller's
-transaction, before any money moves. Each first locks the user's row (``SELECT ... FOR
-UPDATE``, the lock the withdrawal path already takes for its per-asset daily limit), so a
-user's withdrawals and transfers pass the check one at a time: a second request waits
-until the first has committed and then counts it. Then:
+transaction, before any money moves. After the lock:
 
 - a fiat currency on a tier without ``fiat_allowed``: ``kyc_fiat_not_allowed`` (403);
 - with a limit, the request's value plus what the last 24 hours used (both valued as
@@ -27,7 +32,7 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -43,16 +48,29 @@ from wallets.models import Currency, Transfer
 # --- Enforcement ----------------------------------------------------------------------
 
 
-def _user_lock(user: User) -> None:
-    """One money movement of a user at a time (the caller's transaction holds the lock)."""
-    User.objects.select_for_update().filter(pk=user.pk).first()
+def _kyc_lock(user: User) -> KycProfile:
+    """The user's profile, locked until the caller's transaction ends; created at tier 0
+    if the user has none.
+
+    The creation is an upsert that changes nothing of an existing row: a request racing
+    another's creation waits for an exclusive lock on the row and then has it. (An insert
+    failing on the duplicate would hold a shared lock instead, and two of those, each
+    then asking for the exclusive one, deadlock.)"""
+    profile = KycProfile.objects.select_for_update().filter(user=user).first()
+    if profile is None:
+        target = {"unique_fields": ["user"]} if connection.features.supports_update_conflicts_with_target else {}
+        KycProfile.objects.bulk_create(
+            [KycProfile(user=user, tier_id=0)], update_conflicts=True, update_fields=["user"], **target
+        )
+        profile = KycProfile.objects.select_for_update().get(user=user)
+    return profile
 
 
 def _enforce(
     *, user: User, currency: Currency, amount: Decimal, what: str, limit_of: str, used: Callable[[], Fraction]
 ) -> None:
-    _user_lock(user)
-    tier = selectors.tier_of_user(user=user)
+    profile = _kyc_lock(user)
+    tier = profile.tier
     if currency.kind == Currency.Kind.FIAT and not tier.fiat_allowed:
         raise PermissionDenied(
             "kyc_fiat_not_allowed",
@@ -113,16 +131,13 @@ def kyc_check_transfer(*, user: User, currency: Currency, transfer: Transfer) ->
 # --- Setting a tier -------------------------------------------------------------------
 
 
-def _profile_set(*, user: User, level: int) -> tuple[int, KycProfile]:
-    """Set the user's tier (their row is locked by the caller); returns the level before."""
-    profile = KycProfile.objects.filter(user=user).first()
-    if profile is None:
-        return 0, KycProfile.objects.create(user=user, tier_id=level)
+def _profile_set(*, profile: KycProfile, level: int) -> int:
+    """Set a locked profile's tier; returns the level before."""
     before = profile.tier_id
     if before != level:
         profile.tier_id = level
         profile.save(update_fields=["tier", "updated_at"])
-    return before, profile
+    return before
 
 
 @transaction.atomic
@@ -136,8 +151,8 @@ def kyc_level_set(
         raise ServiceError("reason_required", "Say why the tier is set.")
     if selectors.tier_get(level=level) is None:
         raise ServiceError("kyc_level_invalid", f"There is no tier {level}.", details={"level": level})
-    _user_lock(user)
-    before, profile = _profile_set(user=user, level=level)
+    profile = _kyc_lock(user)
+    before = _profile_set(profile=profile, level=level)
     if before != level:
         audit_record(
             action=actions.KYC_LEVEL_SET,
@@ -234,13 +249,12 @@ def kyc_submission_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
-            _user_lock(user)
-            current = selectors.tier_of_user(user=user)
-            if level <= current.level:
+            current = _kyc_lock(user).tier_id
+            if level <= current:
                 raise ServiceError(
                     "kyc_level_invalid",
-                    f"You are at tier {current.level} already; ask for a higher one.",
-                    details={"level": level, "current": current.level},
+                    f"You are at tier {current} already; ask for a higher one.",
+                    details={"level": level, "current": current},
                 )
             if KycSubmission.objects.filter(user=user, status=SubmissionStatus.PENDING).exists():
                 raise Conflict("kyc_submission_pending", "A submission of yours is waiting for review already.")
@@ -280,26 +294,27 @@ def kyc_submission_create(
 # --- Review ---------------------------------------------------------------------------
 
 
-def _reviewable(submission_id: int, staff: User) -> KycSubmission:
-    """The pending submission, locked after its user's row (the order the checks lock in)."""
-    found = KycSubmission.objects.filter(pk=submission_id).values_list("user_id", flat=True).first()
+def _reviewable(submission_id: int, staff: User) -> tuple[KycSubmission, KycProfile]:
+    """The pending submission and its user's profile, both locked (the profile first, as
+    every KYC write locks)."""
+    found = KycSubmission.objects.select_related("user").filter(pk=submission_id).first()
     if found is None:
         raise NotFound("kyc_submission_not_found", f"There is no KYC submission {submission_id}.")
-    User.objects.select_for_update().filter(pk=found).first()
+    profile = _kyc_lock(found.user)
     submission = KycSubmission.objects.select_for_update().select_related("user", "tier").get(pk=submission_id)
     if submission.user_id == staff.pk:
         raise PermissionDenied("kyc_own_submission", "Nobody reviews their own submission.")
     if submission.status != SubmissionStatus.PENDING:
         raise Conflict("kyc_submission_decided", f"The submission is {submission.status} already.")
-    return submission
+    return submission, profile
 
 
 @transaction.atomic
 def kyc_submission_approve(*, submission_id: int, staff: User, request: HttpRequest | None = None) -> KycSubmission:
     """Approve a pending submission: the user gets its tier (never a lower one than they have)."""
-    submission = _reviewable(submission_id, staff)
-    after = max(selectors.tier_of_user(user=submission.user).level, submission.tier_id)
-    before, _ = _profile_set(user=submission.user, level=after)
+    submission, profile = _reviewable(submission_id, staff)
+    after = max(profile.tier_id, submission.tier_id)
+    before = _profile_set(profile=profile, level=after)
     submission.status = SubmissionStatus.APPROVED
     submission.pending_user = None
     submission.decided_by, submission.decided_at = staff, timezone.now()
@@ -324,7 +339,7 @@ def kyc_submission_reject(
         raise ServiceError("reason_required", "Say why the submission is rejected; the user sees it.")
     if len(reason) > 500:
         raise ServiceError("reason_too_long", "The reason has at most 500 characters.")
-    submission = _reviewable(submission_id, staff)
+    submission, _ = _reviewable(submission_id, staff)
     submission.status = SubmissionStatus.REJECTED
     submission.reason = reason
     submission.pending_user = None

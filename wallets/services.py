@@ -490,7 +490,7 @@ def transfer_create(
         )
         if not created:
             return transfer
-        kyc_check_transfer(user=sender, currency=currency, transfer=transfer)  # the KYC tier; locks the sender's row
+        kyc_check_transfer(user=sender, currency=currency, transfer=transfer)  # the KYC tier, under the KYC lock
         from aml.services import transfer_screen  # aml builds on this module
 
         if transfer_screen(transfer=transfer, sender=sender, recipient=recipient, currency=currency) is not None:

@@ -1,5 +1,5 @@
 """On MariaDB, requests of one user that race each other cannot both pass the tier's limit:
-the check locks the user's row, so the second one counts the first."""
+the check locks the user's KYC profile row, so the second one counts the first."""
 
 from __future__ import annotations
 
@@ -75,4 +75,27 @@ def test_racing_withdrawals_cannot_pass_the_limit_together(alice, network):
     assert refused == ["kyc_limit_exceeded"] * 2
     assert Withdrawal.objects.filter(user=alice).count() == 2
     assert LedgerAccount.objects.get(user=alice, currency__code="USDT", kind="locked").balance == D(802)
+    assert ledger_audit_run(store=False).ok
+
+
+def test_opposite_transfers_at_once_neither_deadlock_nor_pass_the_limit(alice, bob):
+    """Each transfer's insert takes shared locks on both users' rows (the foreign keys): the
+    check's lock is the sender's KYC profile row, which nothing else locks, so transfers in
+    opposite directions never wait on each other in a cycle."""
+    pair = (alice, bob)
+    made, refused = race(
+        8,
+        lambda i: (
+            transfer_create(
+                sender=pair[i % 2],
+                recipient_email=pair[1 - i % 2].email,
+                currency_code="USDT",
+                amount=D(300),
+                idempotency_key=f"o-{i}",
+            ).pk
+        ),
+    )
+    assert len(made) == 6  # three each way: 900 of each sender's 1000
+    assert refused == ["kyc_limit_exceeded"] * 2
+    assert {Transfer.objects.filter(sender=user).count() for user in pair} == {3}
     assert ledger_audit_run(store=False).ok

@@ -5,12 +5,13 @@ the way ``kubectl apply -k`` would render it, and the result is checked:
 
 - strictly against the Kubernetes schemas (kubernetes-validate: unknown fields are errors);
 - for references: what a Service, PodDisruptionBudget, HorizontalPodAutoscaler, Ingress or
-  StatefulSet points to exists and matches, and every ConfigMap and Secret a pod reads
-  exists (Secrets created out of band are the ones in ``*.example.yaml`` files);
+  StatefulSet points to exists and matches, and every ConfigMap, Secret and
+  PersistentVolumeClaim a pod reads exists (the ConfigMaps and Secrets created out of band
+  are the ones in ``*.example.yaml`` files);
 - for hardening: every container runs as non-root, without privilege escalation, with
   all capabilities dropped, a read-only root filesystem and resource requests.
 
-Other YAML files that no kustomization uses as a patch (the ``*.example.yaml`` Secrets)
+Other YAML files that no kustomization uses as a patch (the ``*.example.yaml`` files)
 are validated on their own. No kustomize binary is packaged for PyPI, npm or Debian, so
 the rendering is done here, for the subset of kustomize the manifests use: resources
 (files and directories), ``namespace``, ``labels``, ``images`` and strategic-merge
@@ -217,8 +218,9 @@ def _template_labels(docs: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [d["spec"]["template"].get("metadata", {}).get("labels", {}) for d in docs if d.get("kind") in WORKLOADS]
 
 
-def reference_problems(docs: list[dict[str, Any]], external_secrets: set[str]) -> list[str]:
-    """Dangling or mismatched references between the rendered resources."""
+def reference_problems(docs: list[dict[str, Any]], external: set[tuple[str, str]]) -> list[str]:
+    """Dangling or mismatched references between the rendered resources; ``external``: the
+    (kind, name) of the ConfigMaps and Secrets created out of band."""
     problems = []
     names = {identity(d) for d in docs}
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
@@ -263,8 +265,7 @@ def reference_problems(docs: list[dict[str, Any]], external_secrets: set[str]) -
                         problems.append(f"{where}: {path['path']} goes to a port {backend['name']} does not have")
         for pod in _pod_specs(doc):
             for ref_kind, ref_name in _pod_references(pod):
-                known = (ref_kind, ref_name) in names or (ref_kind == "Secret" and ref_name in external_secrets)
-                if not known:
+                if (ref_kind, ref_name) not in names | external:
                     problems.append(f"{where}: reads the missing {ref_kind}/{ref_name}")
     return problems
 
@@ -276,6 +277,8 @@ def _pod_references(pod: dict[str, Any]) -> list[tuple[str, str]]:
             refs.append(("ConfigMap", volume["configMap"]["name"]))
         if "secret" in volume:
             refs.append(("Secret", volume["secret"]["secretName"]))
+        if "persistentVolumeClaim" in volume:
+            refs.append(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
     for container in pod.get("containers", []) + pod.get("initContainers", []):
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
@@ -344,14 +347,14 @@ def load_docs_text(text: str) -> list[dict[str, Any]]:
 def validate(root: Path, *, compare_with_kubectl: bool = True) -> list[str]:
     problems: list[str] = []
     examples = sorted(root.rglob("*.example.yaml"))
-    external_secrets = {d["metadata"]["name"] for path in examples for d in load_docs(path) if d["kind"] == "Secret"}
+    external = {identity(d) for path in examples for d in load_docs(path) if d["kind"] in {"ConfigMap", "Secret"}}
     for directory in kustomizations(root):
         try:
             docs = render(directory)
         except (RenderError, OSError, yaml.YAMLError) as exc:
             problems.append(f"{directory}: {exc}")
             continue
-        found = schema_problems(docs) + reference_problems(docs, external_secrets) + hardening_problems(docs)
+        found = schema_problems(docs) + reference_problems(docs, external) + hardening_problems(docs)
         if compare_with_kubectl:
             differences = kubectl_problems(directory, docs)
             if differences is None:

@@ -9,12 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
+from aml.blocklist import parse as parse_blocklist
 from kootabase.celery import BEAT_SCHEDULE, QUEUES, TASK_ROUTES
 from kootabase.tests.deployment import (
     K8S,
@@ -200,16 +201,40 @@ def test_dangling_references_are_found():
         {**deployment("db"), "kind": "StatefulSet"},
     ]
     docs[-1]["spec"]["serviceName"] = "web"  # not headless
-    problems = validator().reference_problems(docs, {"made-elsewhere"})
+    web["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "files", "persistentVolumeClaim": {"claimName": "absent-claim"}},
+        {"name": "list", "configMap": {"name": "list-made-elsewhere"}},
+    ]
+    web["spec"]["template"]["spec"]["containers"][0]["envFrom"].append({"secretRef": {"name": "list-made-elsewhere"}})
+    external = {("Secret", "made-elsewhere"), ("ConfigMap", "list-made-elsewhere")}
+    problems = validator().reference_problems(docs, external)
     assert problems == [
+        "Deployment/web: reads the missing PersistentVolumeClaim/absent-claim",
         "Deployment/web: reads the missing ConfigMap/absent-config",
         "Deployment/web: reads the missing Secret/absent-secret",
+        "Deployment/web: reads the missing Secret/list-made-elsewhere",  # out of band as a ConfigMap only
         "Service/lost: selects no pod",
         "Ingress/gw: /a goes to the missing Service nowhere",
         "Ingress/gw: /b goes to a port web does not have",
         "HorizontalPodAutoscaler/h: scales the missing Deployment/gone",
         "StatefulSet/db: its serviceName web is not a headless Service",
     ]
+
+
+def test_configmaps_and_secrets_made_out_of_band_are_the_example_files(tmp_path):
+    web = deployment("web")
+    web["spec"]["template"]["spec"]["volumes"] = [{"name": "list", "configMap": {"name": "the-list"}}]
+    example = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "the-list"}, "data": {"list.txt": ""}}
+    root = kustomize(
+        tmp_path, {"kustomization.yaml": {"resources": ["web.yaml"]}, "web.yaml": web, "list.example.yaml": example}
+    )
+
+    def dangling() -> list[str]:
+        return [p for p in validator().validate(root, compare_with_kubectl=False) if "reads the missing" in p]
+
+    assert dangling() == []
+    (root / "list.example.yaml").unlink()
+    assert dangling() == [f"{root}: Deployment/web: reads the missing ConfigMap/the-list"]
 
 
 def test_unhardened_containers_are_found():
@@ -333,6 +358,97 @@ def test_the_web_tier_is_probed_scaled_and_protected(overlay):
         assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
         hosts = {rule["host"] for ingress in paths.values() for rule in ingress["spec"]["rules"]}
         assert hosts <= set(config["ALLOWED_HOSTS"].split(","))
+
+
+def setting_of(docs: dict[tuple[str, str], dict[str, Any]], workload: dict[str, Any], name: str) -> str:
+    """The value of the environment variable ``name`` in the workload's container: its own
+    ``env``, else the last ConfigMap of its ``envFrom`` that has it."""
+    [container] = containers(workload)
+    value = None
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            value = docs["ConfigMap", source["configMapRef"]["name"]].get("data", {}).get(name, value)
+    for env in container.get("env", []):
+        if env["name"] == name:
+            value = env["value"]
+    assert value, f"{workload['metadata']['name']} has no {name}"
+    return value
+
+
+def mount_of(workload: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The mount ``path`` lies in (the deepest), its volume, and the path inside the volume."""
+    [container] = containers(workload)
+    where = PurePosixPath(path)
+    mounts = [m for m in container.get("volumeMounts", []) if where.is_relative_to(m["mountPath"])]
+    assert mounts, f"{path} is on {workload['metadata']['name']}'s (read-only) root filesystem"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    [volume] = [v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    return mount, volume, str(where.relative_to(mount["mountPath"]))
+
+
+def aml_blocklist_example() -> dict[str, Any]:
+    [config_map] = [d for d in yaml.safe_load_all((K8S / "base" / "aml-blocklist.example.yaml").read_text()) if d]
+    return config_map
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_kyc_documents_are_on_a_shared_volume_the_web_pods_can_write(overlay):
+    docs = by_name(rendered(overlay))
+    web = docs["Deployment", "kootabase-web"]
+    mount, volume, _ = mount_of(web, setting_of(docs, web, "PRIVATE_MEDIA_ROOT"))
+    assert not mount.get("readOnly") and "subPath" not in mount
+    claim = docs["PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]]
+    # Several web pods share it; the trial's one node (and one web pod) does with ReadWriteOnce.
+    assert claim["spec"]["accessModes"] == (["ReadWriteOnce"] if overlay == "trial" else ["ReadWriteMany"])
+    if overlay != "production":  # production's operator picks a ReadWriteMany class (docs/operations.md)
+        assert "storageClassName" not in claim["spec"]  # the cluster's default
+    # The process (uid 10001, not root) writes there: the volume is given to a group it is in.
+    pod = web["spec"]["template"]["spec"]["securityContext"]
+    assert pod["runAsUser"] != 0 and pod.get("fsGroup") not in (None, 0)
+    # Only the web tier reads and writes KYC documents (no task touches them).
+    users = {
+        name
+        for (kind, name), d in docs.items()
+        if "template" in d.get("spec", {})
+        for v in d["spec"]["template"]["spec"].get("volumes", [])
+        if v.get("persistentVolumeClaim", {}).get("claimName") == claim["metadata"]["name"]
+    }
+    assert users == {"kootabase-web"}
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_every_pod_that_screens_reads_the_aml_block_list_from_its_config_map(overlay):
+    docs = by_name(rendered(overlay))
+    example = aml_blocklist_example()
+    assert ("ConfigMap", example["metadata"]["name"]) not in docs  # out of band: a release never replaces it
+    # The web tier screens transfers; deposits and withdrawals are screened by the blockchain tasks.
+    blockchain_queue = TASK_ROUTES["blockchain.tasks.*"]["queue"]
+    screening = {"kootabase-web"} | {name for name, q in worker_queues(docs.values()).items() if blockchain_queue in q}
+    assert screening == {"kootabase-web", "kootabase-scanner"}
+    for name in screening:
+        workload = docs["Deployment", name]
+        mount, volume, file = mount_of(workload, setting_of(docs, workload, "AML_BLOCKLIST_FILE"))
+        assert volume["configMap"]["name"] == example["metadata"]["name"], name
+        # A directory mount: a subPath would never see an updated list.
+        assert mount["readOnly"] is True and "subPath" not in mount, name
+        items = {item["path"]: item["key"] for item in volume["configMap"].get("items", [])}
+        assert items.get(file, file) in example["data"], name
+        assert volume["configMap"].get("defaultMode", 0o644) & 0o004, name  # readable by uid 10001
+
+
+def test_the_example_aml_block_list_explains_itself_and_blocks_nobody():
+    text = aml_blocklist_example()["data"]["blocklist.txt"]
+    assert text.startswith("#") and "one blockchain address or email per line" in text
+    assert parse_blocklist(text) == frozenset()
+
+
+def test_settings_read_the_mounted_paths(tmp_path):
+    config = by_name(rendered("base"))["ConfigMap", "kootabase-config"]["data"]
+    names = ("PRIVATE_MEDIA_ROOT", "AML_BLOCKLIST_FILE")
+    env = {"PATH": os.environ["PATH"], "KOOTABASE_VAR_DIR": str(tmp_path), **{n: config[n] for n in names}}
+    code = "from kootabase import settings; print(" + ", ".join(f"settings.{n}" for n in names) + ")"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [config[n] for n in names], done.stderr
 
 
 def test_the_trial_runs_one_of_everything_with_its_own_database_and_redis():

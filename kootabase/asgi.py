@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kootabase.settings")
 
-from kootabase.asgi_handler import get_asgi_application  # noqa: E402
+from kootabase.asgi_handler import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 

@@ -136,15 +136,14 @@ def test_nothing_is_sent_for_what_is_rolled_back(alice, bob, usdt, after_commit,
         )
     assert refused.value.code == "insufficient_funds"
 
-    with after_commit():
-        with transaction.atomic():
-            services.funds_hold(user=alice, currency=usdt, amount=D(1))
-            try:
-                with transaction.atomic():  # a savepoint: rolled back, its event with it
-                    services.funds_hold(user=alice, currency=usdt, amount=D(2))
-                    raise RuntimeError("undo")
-            except RuntimeError:
-                pass
+    with after_commit(), transaction.atomic():
+        services.funds_hold(user=alice, currency=usdt, amount=D(1))
+        try:
+            with transaction.atomic():  # a savepoint: rolled back, its event with it
+                services.funds_hold(user=alice, currency=usdt, amount=D(2))
+                raise RuntimeError("undo")
+        except RuntimeError:
+            pass
     assert [as_decimals(m) for m in events.take(alice)] == [{"USDT": (D(9), D(1))}]
     assert events.take(bob) == []
 

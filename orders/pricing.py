@@ -9,7 +9,7 @@ more than was held: holds round up, budgets and fees round down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_FLOOR, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from fractions import Fraction
 
 from django.db.models import Q
@@ -20,6 +20,12 @@ from matching.engine import AmountOutOfRange, MarketSpec, PriceNotOnTick, QtyNot
 from orders.catalog import fee_tiers_for
 from orders.models import FeeTier, Market
 from wallets.models import MONEY
+
+# Sums and products of two money values (at most 36 digits each) are exact in _EXACT; should
+# one ever need rounding, Inexact raises instead. _FLOOR rounds down on purpose (quantize).
+# The hot path's fee arithmetic uses them instead of Fraction.
+_EXACT = Context(prec=80, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+_FLOOR = Context(prec=80, rounding=ROUND_FLOOR, traps=[InvalidOperation, DivisionByZero, Overflow])
 
 
 def quantum(precision: int) -> Decimal:
@@ -145,6 +151,7 @@ def quote_budget_units(*, spec: MarketSpec, amount: Decimal, taker_rate: Decimal
 def fee_due(*, taker_quote: Decimal, maker_quote: Decimal, rates: FeeRates, precision: int) -> Decimal:
     """An order's cumulative fee for what it has filled: each role's part times its rate,
     rounded down to the quote precision. A trade's fee is the growth of this total."""
-    return floor_to(Fraction(taker_quote) * Fraction(rates.taker), precision) + floor_to(
-        Fraction(maker_quote) * Fraction(rates.maker), precision
-    )
+    step = quantum(precision)
+    taker = _EXACT.multiply(taker_quote, rates.taker).quantize(step, context=_FLOOR)
+    maker = _EXACT.multiply(maker_quote, rates.maker).quantize(step, context=_FLOOR)
+    return _EXACT.add(taker, maker)

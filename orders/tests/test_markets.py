@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from django.contrib.auth.models import Group
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kootabase.errors import ServiceError
 from orders import demo
@@ -84,6 +87,22 @@ def test_fee_is_cumulative_per_role():
     assert fee_due(taker_quote=Decimal("100"), maker_quote=Decimal("50.5"), rates=rates, precision=6) == Decimal(
         "0.2505"
     )
+
+
+@given(
+    taker=st.decimals(min_value=0, max_value=Decimal("1e17"), places=18, allow_nan=False, allow_infinity=False),
+    maker=st.decimals(min_value=0, max_value=Decimal("1e17"), places=18, allow_nan=False, allow_infinity=False),
+    taker_rate=st.decimals(min_value=0, max_value=Decimal("0.1"), places=18, allow_nan=False, allow_infinity=False),
+    maker_rate=st.decimals(min_value=0, max_value=Decimal("0.1"), places=18, allow_nan=False, allow_infinity=False),
+    precision=st.integers(min_value=0, max_value=18),
+)
+def test_fee_is_the_exact_floor_of_each_part(taker, maker, taker_rate, maker_rate, precision):
+    rates = FeeRates(maker=maker_rate, taker=taker_rate)
+    expected = floor_to(Fraction(taker) * Fraction(taker_rate), precision) + floor_to(
+        Fraction(maker) * Fraction(maker_rate), precision
+    )
+    due = fee_due(taker_quote=taker, maker_quote=maker, rates=rates, precision=precision)
+    assert due == expected and due.as_tuple().exponent == -precision
 
 
 def test_fee_tier_lowest_rate_wins(eth_usdt, alice):

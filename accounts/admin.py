@@ -8,43 +8,29 @@ a reason, run by their services (permission check, audit event).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserCreationForm as BaseUserCreationForm
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.http import HttpRequest
 
 from accounts import otp, services
 from accounts.models import ApiKey, User
-from kootabase.admin import ReasonForm, control_confirm
-from kootabase.errors import ServiceError
+from kootabase.admin import ObjectControl, ObjectControlsAdmin, ReasonForm
 
 
 class FreezeForm(ReasonForm):
+    """The form of freezing an account (here and from an AML case)."""
+
     cancel_orders = forms.BooleanField(
         required=False,
         initial=True,
         label="Also cancel their open orders",
         help_text="The matcher cancels every live order of the user and releases its hold.",
     )
-
-
-@dataclass(frozen=True)
-class _Control:
-    slug: str
-    label: str
-    permission: str
-    description: str
-    form: type[ReasonForm]
-    applies_to: Callable[[User, User], bool]  # (target, viewer)
-    run: Callable[[HttpRequest, User, dict[str, Any]], str]  # returns the message
 
 
 def _freeze(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
@@ -64,39 +50,36 @@ def _reset_otp(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
     return f"Two-factor authentication of {user.email} is off and their sessions have ended."
 
 
-_CONTROLS = {
-    control.slug: control
-    for control in (
-        _Control(
-            "freeze",
-            "Freeze",
-            services.FREEZE_USER,
-            "A frozen account logs in and looks, but places no order and makes no swap, transfer or withdrawal.",
-            FreezeForm,
-            lambda user, viewer: not user.is_frozen,
-            _freeze,
-        ),
-        _Control(
-            "unfreeze",
-            "Unfreeze",
-            services.FREEZE_USER,
-            "The account may trade, transfer and withdraw again.",
-            ReasonForm,
-            lambda user, viewer: user.is_frozen,
-            _unfreeze,
-        ),
-        _Control(
-            "reset-2fa",
-            "Reset 2FA",
-            otp.RESET_OTP,
-            "Removes the user's authenticator and recovery codes and ends every session and token they hold: "
-            "they log in with their password alone and enrol a new device. Check who is asking first.",
-            ReasonForm,
-            lambda user, viewer: user.pk != viewer.pk and otp.otp_has_devices(user=user),
-            _reset_otp,
-        ),
-    )
-}
+_CONTROLS = (
+    ObjectControl(
+        "freeze",
+        "Freeze",
+        services.FREEZE_USER,
+        "A frozen account logs in and looks, but places no order and makes no swap, transfer or withdrawal.",
+        FreezeForm,
+        lambda user, viewer: not user.is_frozen,
+        _freeze,
+    ),
+    ObjectControl(
+        "unfreeze",
+        "Unfreeze",
+        services.FREEZE_USER,
+        "The account may trade, transfer and withdraw again.",
+        ReasonForm,
+        lambda user, viewer: user.is_frozen,
+        _unfreeze,
+    ),
+    ObjectControl(
+        "reset-2fa",
+        "Reset 2FA",
+        otp.RESET_OTP,
+        "Removes the user's authenticator and recovery codes and ends every session and token they hold: "
+        "they log in with their password alone and enrol a new device. Check who is asking first.",
+        ReasonForm,
+        lambda user, viewer: user.pk != viewer.pk and otp.otp_has_devices(user=user),
+        _reset_otp,
+    ),
+)
 
 
 class FrozenFilter(admin.SimpleListFilter):
@@ -119,7 +102,7 @@ class UserCreationForm(BaseUserCreationForm):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(ObjectControlsAdmin, BaseUserAdmin):
     add_form = UserCreationForm
     ordering = ("-id",)
     list_display = ("email", "name", "is_active", "is_staff", "frozen", "roles", "created_at")
@@ -134,7 +117,7 @@ class UserAdmin(BaseUserAdmin):
         ("Times", {"fields": ("last_login", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    change_form_template = "admin/control_change_form.html"
+    object_controls = _CONTROLS
 
     @admin.display(description="Roles")
     def roles(self, user: User) -> str:
@@ -147,54 +130,15 @@ class UserAdmin(BaseUserAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
 
-    # -- the user controls
+    # -- the user controls (ObjectControlsAdmin)
 
-    def get_urls(self) -> list:
-        control = path(
-            "<path:object_id>/control/<slug:control>/",
-            self.admin_site.admin_view(self.control_view),
-            name="accounts_user_control",
-        )
-        return [control, *super().get_urls()]
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
-        user = self.get_object(request, object_id)
-        tools = []
-        if user is not None:
-            tools = [
-                (reverse("admin:accounts_user_control", args=[user.pk, c.slug]), c.label)
-                for c in _CONTROLS.values()
-                if request.user.has_perm(c.permission) and c.applies_to(user, request.user)
-            ]
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "object_controls": tools})
-
-    def control_view(self, request: HttpRequest, object_id: str, control: str) -> HttpResponse:
-        chosen = _CONTROLS.get(control)
-        user = self.get_object(request, object_id)
-        if chosen is None or user is None:
-            raise Http404("No such user or control.")
-        if not (self.has_view_or_change_permission(request, user) and request.user.has_perm(chosen.permission)):
-            raise PermissionDenied
-        form = chosen.form(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                self.message_user(request, chosen.run(request, user, form.cleaned_data))
-                return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
+    def control_description(self, user: User, control: ObjectControl) -> str:
         state = (
             f"frozen since {user.frozen_at:%Y-%m-%d %H:%M} UTC ({user.frozen_reason})"
             if user.is_frozen
             else "not frozen"
         )
-        return control_confirm(
-            request,
-            self,
-            title=f"{chosen.label}: {user.email}",
-            description=f"{user.email} is {state}. {chosen.description}",
-            form=form,
-            submit=chosen.label,
-        )
+        return f"{user.email} is {state}. {super().control_description(user, control)}"
 
 
 @admin.register(ApiKey)

@@ -8,43 +8,18 @@ required), freeze the account — each with a confirmation page and a reason, ru
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin import FreezeForm
 from aml import selectors, services
 from aml.models import Case, CaseStatus, RuleParameter
-from kootabase.admin import ReadOnlyAdmin, ReasonForm, control_confirm
-from kootabase.errors import ServiceError
-
-
-class FreezeForm(ReasonForm):
-    cancel_orders = forms.BooleanField(
-        required=False,
-        initial=True,
-        label="Also cancel their open orders",
-        help_text="The matcher cancels every live order of the user and releases its hold.",
-    )
-
-
-@dataclass(frozen=True)
-class _Control:
-    slug: str
-    label: str
-    permission: str
-    description: Callable[[Case], str]
-    form: type[ReasonForm]
-    applies_to: Callable[[Case], bool]
-    run: Callable[[HttpRequest, Case, dict[str, Any]], str]  # returns the message
-
+from kootabase.admin import ObjectControl, ObjectControlsAdmin, ReadOnlyAdmin, ReasonForm
 
 _RELEASE = {
     "deposit": "The held amount goes back to the user's available balance.",
@@ -80,45 +55,34 @@ def _freeze(request: HttpRequest, case: Case, data: dict[str, Any]) -> str:
     return f"{case.user.email} is frozen."
 
 
-_CONTROLS = {
-    control.slug: control
-    for control in (
-        _Control(
-            "release",
-            "Release",
-            services.DECIDE_CASE,
-            lambda case: _RELEASE[case.kind],
-            ReasonForm,
-            lambda case: case.status == CaseStatus.OPEN,
-            _release,
+def _open(case: Case, viewer: Any) -> bool:
+    return case.status == CaseStatus.OPEN
+
+
+_CONTROLS = (
+    ObjectControl(
+        "release", "Release", services.DECIDE_CASE, lambda case: _RELEASE[case.kind], ReasonForm, _open, _release
+    ),
+    ObjectControl(
+        "reject", "Reject", services.DECIDE_CASE, lambda case: _REJECT[case.kind], ReasonForm, _open, _reject
+    ),
+    ObjectControl(
+        "freeze",
+        "Freeze the account",
+        services.FREEZE_USER,
+        lambda case: (
+            f"{case.user.email} logs in and looks, but places no order and makes no swap, transfer or "
+            "withdrawal. The case stays as it is."
         ),
-        _Control(
-            "reject",
-            "Reject",
-            services.DECIDE_CASE,
-            lambda case: _REJECT[case.kind],
-            ReasonForm,
-            lambda case: case.status == CaseStatus.OPEN,
-            _reject,
-        ),
-        _Control(
-            "freeze",
-            "Freeze the account",
-            services.FREEZE_USER,
-            lambda case: (
-                f"{case.user.email} logs in and looks, but places no order and makes no swap, transfer or "
-                "withdrawal. The case stays as it is."
-            ),
-            FreezeForm,
-            lambda case: not case.user.is_frozen,
-            _freeze,
-        ),
-    )
-}
+        FreezeForm,
+        lambda case, viewer: not case.user.is_frozen,
+        _freeze,
+    ),
+)
 
 
 @admin.register(Case)
-class CaseAdmin(ReadOnlyAdmin):
+class CaseAdmin(ObjectControlsAdmin, ReadOnlyAdmin):
     """The review queue: open cases first."""
 
     list_display = (
@@ -152,7 +116,7 @@ class CaseAdmin(ReadOnlyAdmin):
         "decision_reason",
     )
     readonly_fields = fields
-    change_form_template = "admin/control_change_form.html"
+    object_controls = _CONTROLS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Case]:
         return selectors.case_queue()
@@ -184,49 +148,10 @@ class CaseAdmin(ReadOnlyAdmin):
             "<ul>{}</ul>", format_html_join("", "<li><b>{}</b>: {}</li>", ((h["rule"], h["reason"]) for h in case.hits))
         )
 
-    # -- the controls (buttons on a case's page)
+    # -- the controls (buttons on a case's page: ObjectControlsAdmin)
 
-    def get_urls(self) -> list:
-        view = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/control/<slug:control>/", view(self.control_view), name="aml_case_control"),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
-        case = self.get_object(request, object_id)
-        tools = []
-        if case is not None:
-            tools = [
-                (reverse("admin:aml_case_control", args=[case.pk, c.slug]), c.label)
-                for c in _CONTROLS.values()
-                if c.applies_to(case) and request.user.has_perm(c.permission)
-            ]
-        extra_context = {**(extra_context or {}), "object_controls": tools}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def control_view(self, request: HttpRequest, object_id: str, control: str) -> HttpResponse:
-        case = self.get_object(request, object_id)
-        chosen = _CONTROLS.get(control)
-        if case is None or chosen is None:
-            raise Http404("No such case or control.")
-        if not (self.has_view_permission(request, case) and request.user.has_perm(chosen.permission)):
-            raise PermissionDenied
-        form = chosen.form(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                self.message_user(request, chosen.run(request, case, form.cleaned_data))
-                return HttpResponseRedirect(reverse("admin:aml_case_change", args=[case.pk]))
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-        return control_confirm(
-            request,
-            self,
-            title=f"{chosen.label}: {case} ({case.kind} of {self.amount_shown(case)} by {case.user.email})",
-            description=chosen.description(case),
-            form=form,
-            submit=chosen.label,
-        )
+    def control_title(self, case: Case, control: ObjectControl) -> str:
+        return f"{control.label}: {case} ({case.kind} of {self.amount_shown(case)} by {case.user.email})"
 
 
 @admin.register(RuleParameter)

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from kootabase.admin import ReadOnlyAdmin
+from kootabase.admin import ReadOnlyAdmin, control_run
 from kootabase.errors import ServiceError
 from kyc import services
 from kyc.models import DocumentKind, KycProfile, KycSubmission, KycTier, SubmissionStatus
@@ -120,26 +120,20 @@ class KycSubmissionAdmin(ReadOnlyAdmin):
             KycSubmission.objects.select_related("user", "tier", "decided_by"), pk=submission_id
         )
         form = ReviewForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                if form.cleaned_data["decision"] == "approve":
-                    services.kyc_submission_approve(submission_id=submission.pk, staff=request.user, request=request)
-                    self.message_user(
-                        request,
-                        f"Submission {submission.pk} approved: {submission.user} is at tier "
-                        f"{submission.tier_id} or above.",
-                    )
-                else:
-                    services.kyc_submission_reject(
-                        submission_id=submission.pk,
-                        staff=request.user,
-                        reason=form.cleaned_data["reason"],
-                        request=request,
-                    )
-                    self.message_user(request, f"Submission {submission.pk} rejected.")
-                return HttpResponseRedirect(reverse("admin:kyc_kycsubmission_changelist"))
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
+
+        def decide(data: dict[str, Any]) -> str:
+            if data["decision"] == "approve":
+                services.kyc_submission_approve(submission_id=submission.pk, staff=request.user, request=request)
+                return (
+                    f"Submission {submission.pk} approved: {submission.user} is at tier {submission.tier_id} or above."
+                )
+            services.kyc_submission_reject(
+                submission_id=submission.pk, staff=request.user, reason=data["reason"], request=request
+            )
+            return f"Submission {submission.pk} rejected."
+
+        if control_run(self, request, form, decide):
+            return HttpResponseRedirect(reverse("admin:kyc_kycsubmission_changelist"))
         documents = [
             (document, reverse("admin:kyc_kycsubmission_document", args=[submission.pk, document.pk]))
             for document in submission.documents.all()

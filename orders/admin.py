@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 
 from accounts.models import User
-from kootabase.admin import ReadOnlyAdmin, ReasonForm, control_confirm
+from kootabase.admin import ReadOnlyAdmin, ReasonForm, control_confirm, control_run
 from kootabase.errors import ServiceError
 from orders import controls
 from orders.models import LIVE_STATUSES, FeeTier, Market, MatcherState, Order, Trade
@@ -151,12 +151,8 @@ class MarketAdmin(admin.ModelAdmin):
         if not controls.market_may_operate(user=request.user, market=market):
             raise PermissionDenied
         form = ReasonForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                self.message_user(request, _run(request, chosen, market, form.cleaned_data["reason"]))
-                return HttpResponseRedirect(self._change_url(market))
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
+        if control_run(self, request, form, lambda data: _run(request, chosen, market, data["reason"])):
+            return HttpResponseRedirect(self._change_url(market))
         live = Order.objects.filter(market=market, status__in=LIVE_STATUSES, cancel_requested=False).count()
         return control_confirm(
             request,
@@ -176,21 +172,15 @@ class MarketAdmin(admin.ModelAdmin):
         form.fields["operators"].queryset = User.objects.filter(
             pk__in=[*controls.market_operator_candidates().values_list("pk", flat=True), *(u.pk for u in current)]
         ).order_by("email")
-        if request.method == "POST" and form.is_valid():
-            try:
-                added, removed = controls.market_operators_set(
-                    market=market,
-                    operators=form.cleaned_data["operators"],
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                    request=request,
-                )
-                self.message_user(
-                    request, f"{market.symbol}: operators added: {added or 'none'}; removed: {removed or 'none'}."
-                )
-                return HttpResponseRedirect(self._change_url(market))
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
+
+        def assign(data: dict[str, Any]) -> str:
+            added, removed = controls.market_operators_set(
+                market=market, operators=data["operators"], actor=request.user, reason=data["reason"], request=request
+            )
+            return f"{market.symbol}: operators added: {added or 'none'}; removed: {removed or 'none'}."
+
+        if control_run(self, request, form, assign):
+            return HttpResponseRedirect(self._change_url(market))
         return control_confirm(
             request,
             self,

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from decimal import localcontext
+from datetime import datetime
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import transaction
@@ -36,7 +37,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import FREEZE_USER, user_freeze
 from aml import rules
-from aml.models import Case, CaseStatus, ItemKind
+from aml.models import Case, CaseStatus, ItemKind, RuleParameter
 from audit import actions
 from audit.services import audit_record
 from blockchain.models import Deposit, Withdrawal
@@ -54,12 +55,51 @@ DECIDE_CASE = "aml.decide_case"
 # --- Screening ------------------------------------------------------------------------
 
 
-def _case_open(*, item: rules.Item, hits: list[rules.Hit], user: User, currency: Currency, **fields: Any) -> Case:
+def _screen(
+    *,
+    kind: str,
+    pk: int,
+    user: User,
+    currency: Currency,
+    amount: Decimal,
+    counterparty: str,
+    at: datetime,
+    parameters: Sequence[RuleParameter] | None = None,
+) -> tuple[rules.Item, list[rules.Hit]]:
+    """The item as the rules see it, and the rules that flag it (``parameters``: those of
+    its kind, when the caller screens several items)."""
+    item = rules.Item(
+        kind=kind,
+        id=pk,
+        user_id=user.pk,
+        user_email=user.email,
+        currency_id=currency.pk,
+        currency_code=currency.code,
+        amount=amount,
+        counterparty=counterparty,
+        at=at,
+    )
+    return item, rules.evaluate(item, parameters)
+
+
+def _case_open(
+    *,
+    item: rules.Item,
+    hits: list[rules.Hit],
+    user: User,
+    currency: Currency,
+    held: Decimal,
+    hold_reference: str | None = None,
+    **fields: Any,
+) -> Case:
+    """Open a case for a flagged item, audited. ``hold_reference``: the amount ``held`` is not
+    locked yet (a deposit, a transfer); it is held now, under that reference."""
     case = Case.objects.create(
         kind=item.kind,
         user=user,
         currency=currency,
         amount=item.amount,
+        held=held,
         counterparty=item.counterparty[:254],
         hits=[hit.as_dict() for hit in hits],
         **fields,
@@ -76,6 +116,14 @@ def _case_open(*, item: rules.Item, hits: list[rules.Hit], user: User, currency:
         },
     )
     logger.warning("%s opened for %s:%s of %s: %s", case.reference, item.kind, item.id, user.email, case.rules)
+    if hold_reference is not None:
+        funds_hold(
+            user=user,
+            currency=currency,
+            amount=held,
+            reference=hold_reference,
+            idempotency_key=f"{case.reference}:hold",
+        )
     return case
 
 
@@ -96,27 +144,26 @@ def deposits_screen(*, deposits: Sequence[Deposit]) -> list[Case]:
     cases = []
     for deposit in deposits:
         user, currency = users[deposit.user_id], deposit.asset.currency
-        item = rules.Item(
+        item, hits = _screen(
             kind=ItemKind.DEPOSIT,
-            id=deposit.pk,
-            user_id=user.pk,
-            user_email=user.email,
-            currency_id=currency.pk,
-            currency_code=currency.code,
-            amount=deposit.amount,
-            counterparty=deposit.from_address,
-            at=deposit.credited_at or timezone.now(),
-        )
-        hits = rules.evaluate(item, parameters)
-        if not hits:
-            continue
-        case = _case_open(item=item, hits=hits, user=user, currency=currency, held=deposit.amount, deposit=deposit)
-        funds_hold(
+            pk=deposit.pk,
             user=user,
             currency=currency,
             amount=deposit.amount,
-            reference=deposit.reference,
-            idempotency_key=f"{case.reference}:hold",
+            counterparty=deposit.from_address,
+            at=deposit.credited_at or timezone.now(),
+            parameters=parameters,
+        )
+        if not hits:
+            continue
+        case = _case_open(
+            item=item,
+            hits=hits,
+            user=user,
+            currency=currency,
+            held=deposit.amount,
+            hold_reference=deposit.reference,
+            deposit=deposit,
         )
         cases.append(case)
     return cases
@@ -127,18 +174,15 @@ def withdrawal_screen(*, withdrawal: Withdrawal) -> Case | None:
     locked in its transaction). Its amount + fee is held since the request; a hit opens
     a case and the caller leaves the withdrawal in ``review``."""
     user, currency = withdrawal.user, withdrawal.currency
-    item = rules.Item(
+    item, hits = _screen(
         kind=ItemKind.WITHDRAWAL,
-        id=withdrawal.pk,
-        user_id=user.pk,
-        user_email=user.email,
-        currency_id=currency.pk,
-        currency_code=currency.code,
+        pk=withdrawal.pk,
+        user=user,
+        currency=currency,
         amount=withdrawal.amount,
         counterparty=withdrawal.address,
         at=withdrawal.created_at,
     )
-    hits = rules.evaluate(item)
     if not hits:
         return None
     with localcontext(MONEY):
@@ -152,27 +196,25 @@ def transfer_screen(*, transfer: Transfer, sender: User, recipient: User, curren
     whole transfer back), puts the transfer in ``review`` and opens a case; the caller
     then moves nothing more. A clean transfer costs the parameters query and one query
     per velocity limit."""
-    item = rules.Item(
+    item, hits = _screen(
         kind=ItemKind.TRANSFER,
-        id=transfer.pk,
-        user_id=sender.pk,
-        user_email=sender.email,
-        currency_id=currency.pk,
-        currency_code=currency.code,
+        pk=transfer.pk,
+        user=sender,
+        currency=currency,
         amount=transfer.amount,
         counterparty=recipient.email,
         at=transfer.created_at,
     )
-    hits = rules.evaluate(item)
     if not hits:
         return None
-    case = _case_open(item=item, hits=hits, user=sender, currency=currency, held=transfer.amount, transfer=transfer)
-    funds_hold(
+    case = _case_open(
+        item=item,
+        hits=hits,
         user=sender,
         currency=currency,
-        amount=transfer.amount,
-        reference=transfer.reference,
-        idempotency_key=f"{case.reference}:hold",
+        held=transfer.amount,
+        hold_reference=transfer.reference,
+        transfer=transfer,
     )
     transfer.status = TransferStatus.REVIEW
     transfer.save(update_fields=["status"])

@@ -98,6 +98,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.expiry: asyncio.TimerHandle | None = None
         self.outbox: deque[str | None] = deque()  # None: close now
         self.wakeup: asyncio.Future[None] | None = None  # set while the writer waits for frames
+        self.suspended: tuple[Any, Any] | None = None  # a send that could not finish at once
         self.closing = False
         self.close_code = SLOW_CONSUMER
         await self.accept()
@@ -126,21 +127,46 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # -- outgoing
 
-    # The hub pushes each frame to every subscriber, so this is the fan-out's hot path: a
-    # deque and one future per wake-up (the writer sends everything queued before it waits
-    # again), and frames go straight to the server's ``send``.
+    # The hub pushes each frame to every subscriber, so this is the fan-out's hot path. A
+    # frame for a connection with nothing queued is handed to the server's ``send`` at once,
+    # inside the hub's call: the server writes it to the socket without suspending unless
+    # the socket is full, so a frame to a thousand subscribers is one pass over them, not a
+    # thousand task switches (which also kept the event loop from the channel layer's
+    # replies for as long: docs/benchmarks.md). A send that does suspend (the client reads
+    # slowly) is finished by the connection's writer task, and later frames queue behind it
+    # in a bounded outbox.
 
     def push(self, text: str) -> None:
-        """Queue a frame (the hub calls this); a client too far behind is disconnected."""
+        """Send a frame now if the connection is idle, else queue it (the hub calls this);
+        a client too far behind is disconnected."""
         if self.closing:
+            return
+        wakeup = self.wakeup
+        if not self.outbox and self.suspended is None and wakeup is not None and not wakeup.done():
+            self._send_now(text)
             return
         if len(self.outbox) >= OUTBOX_SIZE:
             self._shut(SLOW_CONSUMER)
             return
         self.outbox.append(text)
-        wakeup = self.wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
+
+    def _send_now(self, text: str) -> None:
+        """Run the server's ``send`` up to its first suspension; if it suspends, the
+        writer task finishes it."""
+        coroutine = self.base_send({"type": "websocket.send", "text": text})
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the socket is gone; the server's disconnect event follows
+            logger.debug("stream: send failed", exc_info=True)
+            self.closing = True
+            return
+        self.suspended = (coroutine, awaited)
+        assert self.wakeup is not None
+        self.wakeup.set_result(None)
 
     def _shut(self, code: int, last: str | None = None) -> None:
         """Drop what is queued, send ``last`` (if any), then close with ``code``."""
@@ -155,6 +181,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _write(self) -> None:
         outbox, send, loop = self.outbox, self.base_send, asyncio.get_running_loop()
         while True:
+            if self.suspended is not None:
+                await _finish(*self.suspended)
+                self.suspended = None
             while outbox:
                 text = outbox.popleft()
                 if text is None:
@@ -322,6 +351,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def user_balances(self, event: dict[str, Any]) -> None:
         self._private("balances", event["balances"])
+
+
+async def _finish(coroutine: Any, awaited: Any) -> None:
+    """Drive a coroutine that suspended on ``awaited`` to its end, as a task would."""
+    try:
+        while True:
+            if isinstance(awaited, asyncio.Future):
+                await asyncio.wait([awaited])  # its result or error is raised inside the coroutine
+            else:
+                await asyncio.sleep(0)
+            awaited = coroutine.send(None)
+    except StopIteration:
+        return
+    except asyncio.CancelledError:
+        coroutine.close()
+        raise
 
 
 class AuthWatch:

@@ -189,12 +189,16 @@ def test_busy_market_diffs_are_coalesced(alice_client, bob_client):
         for i in range(5):
             await call(place, alice_client, side="sell", price=str(2010 + i), quantity="1")
             await call(drain)
-        first = await ws.receive_json_from(timeout=3)  # sent at once: the market was quiet
-        merged = await ws.receive_json_from(timeout=3)  # the other four, merged
-        assert (first["data"]["first_seq"], first["data"]["last_seq"]) == (snapshot["data"]["seq"] + 1,) * 2
-        assert merged["data"]["first_seq"] == first["data"]["last_seq"] + 1
-        assert merged["data"]["last_seq"] == merged["data"]["first_seq"] + 3
-        assert [p for p, _ in merged["data"]["asks"]] == ["2011", "2012", "2013", "2014"]
+        # The first diff leaves at once (the market was quiet), the rest are merged into
+        # at most one per second: fewer diffs than batches, gap-free, every level present.
+        seq, diffs = snapshot["data"]["seq"], []
+        while seq < snapshot["data"]["seq"] + 5:
+            diff = (await ws.receive_json_from(timeout=3))["data"]
+            assert diff["first_seq"] == seq + 1
+            seq = diff["last_seq"]
+            diffs.append(diff)
+        assert len(diffs) < 5
+        assert sorted(p for d in diffs for p, _ in d["asks"]) == ["2010", "2011", "2012", "2013", "2014"]
         await ws.disconnect()
 
     run(scenario)
@@ -317,30 +321,78 @@ def test_unsubscribe_stops_the_channel(alice_client):
     run(scenario)
 
 
+class Gate:
+    """The server's side of the socket as a slow client makes it: while closed, sending a
+    frame waits (as uvicorn's send does when the socket's buffer is full)."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def wrap(self, app):
+        async def gated(scope, receive, send):
+            async def gated_send(message):
+                if message["type"] == "websocket.send":
+                    await self.open.wait()
+                await send(message)
+
+            await app(scope, receive, gated_send)
+
+        return gated
+
+
+def publish_trades(count: int) -> None:
+    """Market updates with one trade each, handed to the hub in one go (no turn for the
+    connections' writers in between)."""
+    hub = get_hub()
+    feed = hub.feeds["ETH-USDT"]
+    for i in range(count):
+        hub.dispatch(
+            {"type": "market.update", "market": "ETH-USDT", "seq": feed.seq + 1, "time": None, "bids": [], "asks": []}
+            | {"trades": [{"id": i}]}
+        )
+
+
+async def subscribed_to_trades(gate: Gate) -> WebsocketCommunicator:
+    ws = WebsocketCommunicator(gate.wrap(application), "/ws/v1/", headers=ORIGIN)
+    assert (await ws.connect())[0]
+    await send(ws, op="subscribe", channels=["trades.ETH-USDT"])
+    await frames_until(ws, on("subscribed"))
+    hub = get_hub()
+    while not (hub.feeds.get("ETH-USDT") and hub.feeds["ETH-USDT"].trades):
+        await asyncio.sleep(0.01)
+    return ws
+
+
+def test_frames_wait_behind_a_slow_send_in_order(markets):
+    async def scenario() -> None:
+        gate = Gate()
+        ws = await subscribed_to_trades(gate)
+        gate.open.clear()  # the client stops reading
+        publish_trades(5)
+        assert await ws.receive_nothing(timeout=0.1)
+        gate.open.set()
+        frames = [await ws.receive_json_from() for _ in range(5)]
+        assert [f["data"][0]["id"] for f in frames] == [0, 1, 2, 3, 4]
+        publish_trades(1)  # and the connection is idle again
+        assert (await ws.receive_json_from())["data"] == [{"id": 0}]
+        await ws.disconnect()
+
+    run(scenario)
+
+
 def test_a_client_that_falls_behind_is_closed_with_4008(monkeypatch, markets):
     monkeypatch.setattr(consumers, "OUTBOX_SIZE", 3)
 
     async def scenario() -> None:
-        ws = await connect()
-        await send(ws, op="subscribe", channels=["trades.ETH-USDT"])
-        await frames_until(ws, on("subscribed"))
-        hub = get_hub()
-        while not (hub.feeds.get("ETH-USDT") and hub.feeds["ETH-USDT"].trades):
-            await asyncio.sleep(0.01)
-        feed = hub.feeds["ETH-USDT"]
-        for i in range(5):  # in one go: the connection's writer gets no turn in between
-            hub.dispatch(
-                {
-                    "type": "market.update",
-                    "market": "ETH-USDT",
-                    "seq": feed.seq + 1,
-                    "time": None,
-                    "bids": [],
-                    "asks": [],
-                }
-                | {"trades": [{"id": i}]}
-            )
+        gate = Gate()
+        ws = await subscribed_to_trades(gate)
+        gate.open.clear()
+        publish_trades(5)  # one send waits, three queue, the fifth is one too many
+        gate.open.set()
+        sent = await ws.receive_output(timeout=5)
+        assert json.loads(sent["text"])["data"] == [{"id": 0}]  # the send that was waiting ends
         output = await ws.receive_output(timeout=5)
-        assert output == {"type": "websocket.close", "code": consumers.SLOW_CONSUMER}  # the queued frames dropped
+        assert output == {"type": "websocket.close", "code": consumers.SLOW_CONSUMER}  # the queued ones dropped
 
     run(scenario)

@@ -181,11 +181,21 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "kootabase"},
-        }
+        },
+        # Market data (each matcher batch, to every web process's hub) over Redis Pub/Sub:
+        # one PUBLISH per batch and no round trip per message received. At most once, as
+        # the hub expects (a lost batch is a gap in the depth sequence). See docs/marketdata.md.
+        "marketdata": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "kootabase-marketdata"},
+        },
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "kootabase"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "marketdata": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    }
 
 # --- Celery ---------------------------------------------------------------------------
 # With no broker configured, tasks travel through kombu's filesystem transport under

@@ -35,6 +35,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
+from kootabase.events import MARKET_DATA_LAYER
 from marketdata import selectors
 from orders.models import Market
 from orders.services import market_group
@@ -95,7 +96,7 @@ class Feed:
 
 class Hub:
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
+        self.layer = get_channel_layer(MARKET_DATA_LAYER)
         self.channel: str | None = None
         self.feeds: dict[str, Feed] = {}
         self.tickers: set[Subscriber] = set()
@@ -109,9 +110,8 @@ class Hub:
     async def _start(self) -> None:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
-            # The default prefix: channels-redis reads all of a process's channels from one key per
-            # prefix, and one reader serves one key at a time, so a prefix of our own would
-            # starve the consumers' channels.
+            # The market-data layer (Redis Pub/Sub in production) pushes each batch to this
+            # channel: no round trip per message, so a busy fan-out does not slow the intake.
             self.channel = await self.layer.new_channel()
             self._tasks.append(asyncio.create_task(self._read()))
             self._tasks.append(asyncio.create_task(self._rejoin()))

@@ -1,9 +1,10 @@
 """The per-process fan-out of public market data to the WebSocket connections.
 
-One ``Hub`` per event loop (an ASGI process) owns one channel-layer channel and joins each
+One ``Hub`` per event loop (an ASGI process) owns one channel of the market-data layer
+(``kootabase.events.MARKET_DATA_LAYER``; Redis Pub/Sub in production) and joins each
 ``market.<symbol>`` group once, when the first connection subscribes to that market, so
 the layer carries one copy of each matcher message per process, never one per socket.
-With channels-redis that is what fans a matcher's batches out to every web process.
+That is what fans a matcher's batches out to every web process.
 
 Per market the hub keeps a ``Feed``: the full book (from a DB snapshot, then the
 matcher's level changes), its ``seq``, and the subscribers of each channel, held in

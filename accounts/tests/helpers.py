@@ -1,4 +1,4 @@
-"""Test helpers for 2FA, the back office, signed API-key requests and access-control sweeps.
+"""Test helpers for staff members, 2FA, the back office, signed API-key requests and access-control sweeps.
 
 Importable by every app's tests (``from accounts.tests.helpers import ...``).
 """
@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
@@ -17,6 +18,16 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.api_keys import sign
+from accounts.models import User
+
+
+def staff_member(email: str, role: str | None = None) -> User:
+    """A staff member (``is_staff``) holding ``role`` (a group of ``accounts.roles``), or none;
+    fetched again so that no permission cache of the creation is carried along."""
+    user = User.objects.create_user(email=email, password="pw-staff-12345", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return User.objects.get(pk=user.pk)
 
 
 def enable_otp(user: Any) -> TOTPDevice:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -18,42 +17,32 @@ from accounts.models import User
 from accounts.otp import otp_reset
 from accounts.roles import ADMIN, COMPLIANCE, SUPPORT
 from accounts.services import user_freeze, user_unfreeze
-from accounts.tests.helpers import admin_login, enable_otp
+from accounts.tests.helpers import admin_login, enable_otp, staff_member
 from audit import actions
 from audit.models import AuditEvent
 from kootabase.errors import Conflict, PermissionDenied
 from orders import demo as orders_demo
 from orders.models import Order
 from orders.services import order_place
+from orders.tests.conftest import _private_var_dir  # noqa: F401 - fixture (the matcher's lock file)
 from orders.tests.test_matching import run_matcher
 from wallets.models import AccountKind, Currency, LedgerAccount
 from wallets.tests.factories import fund
 
 
-@pytest.fixture(autouse=True)
-def _private_var_dir(settings, tmp_path):
-    settings.VAR_DIR = tmp_path  # the matcher's lock file
-
-
-def _staff(email: str, role: str) -> User:
-    user = User.objects.create_user(email=email, password="pw-staff-12345", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
 @pytest.fixture
 def compliance(db) -> User:
-    return _staff("compliance@example.com", COMPLIANCE)
+    return staff_member("compliance@example.com", COMPLIANCE)
 
 
 @pytest.fixture
 def admin(db) -> User:
-    return _staff("admin-staff@example.com", ADMIN)
+    return staff_member("admin-staff@example.com", ADMIN)
 
 
 @pytest.fixture
 def support(db) -> User:
-    return _staff("support@example.com", SUPPORT)
+    return staff_member("support@example.com", SUPPORT)
 
 
 def _control(user: User, control: str) -> str:

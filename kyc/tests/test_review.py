@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.models import User
-from accounts.tests.helpers import admin_login
+from accounts.tests.helpers import admin_login, staff_member
 from audit.models import AuditEvent
 from kootabase.errors import ServiceError
 from kyc import selectors
@@ -23,9 +23,7 @@ ADMIN = "/admin/kyc/kycsubmission"
 
 
 def member(role: str) -> User:
-    user = User.objects.create_user(email=f"{role}@staff.example.com", password="pw-role-12345", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
+    return staff_member(f"{role}@staff.example.com", role)
 
 
 def staff_client(role: str) -> Client:

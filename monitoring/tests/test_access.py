@@ -6,8 +6,7 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from accounts.tests.helpers import admin_login
-from monitoring.tests.conftest import staff_member
+from accounts.tests.helpers import admin_login, staff_member
 
 pytestmark = pytest.mark.django_db
 
@@ -34,15 +33,15 @@ def test_staff_with_the_permission_see_the_page_and_its_numbers(accountant_clien
 
 def test_the_admin_index_links_the_dashboard_for_those_who_may_see_it(accountant_client):
     assert f'href="{DASHBOARD}"' in accountant_client.get("/admin/").content.decode()
-    support = admin_login(Client(), staff_member("support", "support@example.com"))
+    support = admin_login(Client(), staff_member("support@example.com", "support"))
     assert f'href="{DASHBOARD}"' not in support.get("/admin/").content.decode()
 
 
 @pytest.mark.parametrize("url", [DASHBOARD, DATA])
 def test_staff_without_the_permission_are_refused(url):
-    support = admin_login(Client(), staff_member("support", "support@example.com"))
+    support = admin_login(Client(), staff_member("support@example.com", "support"))
     assert support.get(url).status_code == 403
-    no_role = admin_login(Client(), staff_member(None, "nobody@example.com"))
+    no_role = admin_login(Client(), staff_member("nobody@example.com"))
     assert no_role.get(url).status_code == 403
 
 
@@ -59,7 +58,7 @@ def test_non_staff_and_anonymous_are_sent_to_log_in(url, user):
 def test_staff_without_a_second_factor_are_sent_to_log_in(url):
     """The permission alone is not enough: like every back-office page, 2FA first."""
     client = Client()
-    client.force_login(staff_member("accountant", "accountant@example.com"))
+    client.force_login(staff_member("accountant@example.com", "accountant"))
     response = client.get(url)
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import transaction
 from guardian.shortcuts import assign_perm
 
 from accounts.models import User
 from accounts.roles import ADMIN, MARKET_OPERATOR, SUPPORT
+from accounts.tests.helpers import staff_member
 from audit import actions
 from audit.models import AuditEvent
 from kootabase.errors import PermissionDenied, ServiceError
@@ -33,16 +33,10 @@ from wallets.models import AccountKind
 HALTED, CANCEL_ONLY, ACTIVE = Market.Status.HALTED, Market.Status.CANCEL_ONLY, Market.Status.ACTIVE
 
 
-def _staff(email: str, role: str) -> User:
-    user = User.objects.create_user(email=email, password="pw-staff-12345", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return User.objects.get(pk=user.pk)
-
-
 @pytest.fixture
 def operator(eth_usdt) -> User:
     """A market operator assigned ETH-USDT only."""
-    user = _staff("operator@example.com", MARKET_OPERATOR)
+    user = staff_member("operator@example.com", MARKET_OPERATOR)
     assign_perm("orders.operate_market", user, eth_usdt)
     return User.objects.get(pk=user.pk)
 
@@ -238,8 +232,8 @@ def test_an_operator_assigned_one_market_cannot_touch_another(alice_client, eth_
 
 def test_staff_without_the_permission_are_refused_and_nothing_changes(alice_client, eth_usdt, markets):
     place(alice_client, side="sell", price="2100", quantity="1")
-    support = _staff("support@example.com", SUPPORT)
-    unassigned = _staff("idle-operator@example.com", MARKET_OPERATOR)
+    support = staff_member("support@example.com", SUPPORT)
+    unassigned = staff_member("idle-operator@example.com", MARKET_OPERATOR)
     not_staff = User.objects.create_user(email="holder@example.com", password="x")
     assign_perm("orders.operate_market", not_staff)  # a permission without staff status counts for nothing
     before = world_state()
@@ -255,7 +249,7 @@ def test_staff_without_the_permission_are_refused_and_nothing_changes(alice_clie
 
 
 def test_the_admin_role_operates_every_market(eth_usdt, btc_usdt):
-    admin = _staff("admin-staff@example.com", ADMIN)
+    admin = staff_member("admin-staff@example.com", ADMIN)
     for market in (eth_usdt, btc_usdt):
         assert market_may_operate(user=admin, market=market)
         market_status_set(market=market, status=HALTED, actor=admin, reason="emergency")
@@ -279,8 +273,8 @@ def test_a_control_needs_a_reason_and_a_known_status(eth_usdt, operator):
 
 
 def test_an_admin_assigns_and_removes_operators_and_it_is_audited(eth_usdt, btc_usdt, operator):
-    admin = _staff("admin-staff@example.com", ADMIN)
-    second = _staff("second-operator@example.com", MARKET_OPERATOR)
+    admin = staff_member("admin-staff@example.com", ADMIN)
+    second = staff_member("second-operator@example.com", MARKET_OPERATOR)
     added, removed = market_operators_set(market=btc_usdt, operators=[operator, second], actor=admin, reason="cover")
     assert (added, removed) == (["operator@example.com", "second-operator@example.com"], [])
     operator = User.objects.get(pk=operator.pk)
@@ -297,8 +291,8 @@ def test_an_admin_assigns_and_removes_operators_and_it_is_audited(eth_usdt, btc_
 
 
 def test_only_market_operators_are_assigned_and_only_by_who_may(btc_usdt, operator):
-    admin = _staff("admin-staff@example.com", ADMIN)
-    support = _staff("support@example.com", SUPPORT)
+    admin = staff_member("admin-staff@example.com", ADMIN)
+    support = staff_member("support@example.com", SUPPORT)
     with pytest.raises(ServiceError) as refused:
         market_operators_set(market=btc_usdt, operators=[support], actor=admin, reason="wrong role")
     assert refused.value.code == "not_a_market_operator"

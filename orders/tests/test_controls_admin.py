@@ -7,25 +7,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from accounts.models import User
 from accounts.roles import ADMIN, MARKET_OPERATOR, SUPPORT
-from accounts.tests.helpers import admin_login
+from accounts.tests.helpers import admin_login, staff_member
 from audit import actions
 from audit.models import AuditEvent
 from orders.controls import market_may_operate, market_status_set
 from orders.models import Market, Order
 from orders.tests.conftest import world_state
 from orders.tests.test_matching import place, run_matcher
-
-
-def _staff(email: str, role: str) -> User:
-    user = User.objects.create_user(email=email, password="pw-staff-12345", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ def btc_usdt(markets) -> Market:
 
 @pytest.fixture
 def operator(eth_usdt) -> User:
-    user = _staff("operator@example.com", MARKET_OPERATOR)
+    user = staff_member("operator@example.com", MARKET_OPERATOR)
     assign_perm("orders.operate_market", user, eth_usdt)
     return user
 
@@ -149,18 +142,18 @@ def test_changelist_actions_run_on_the_markets_the_operator_may_operate_only(ope
 
 
 def test_the_actions_are_offered_only_to_who_may_operate_a_market(eth_usdt):
-    idle = admin_login(Client(), _staff("idle@example.com", MARKET_OPERATOR))
+    idle = admin_login(Client(), staff_member("idle@example.com", MARKET_OPERATOR))
     page = idle.get("/admin/orders/market/").content.decode()
     assert "halt_selected" not in page and "cancel_orders_selected" not in page
     forged = idle.post("/admin/orders/market/", {"action": "halt_selected", "_selected_action": [eth_usdt.pk]})
     assert "admin/control_confirm.html" not in [t.name for t in forged.templates]  # back to the list
     assert _status(eth_usdt) == Market.Status.ACTIVE
-    admin = admin_login(Client(), _staff("admin-staff@example.com", ADMIN))
+    admin = admin_login(Client(), staff_member("admin-staff@example.com", ADMIN))
     assert "halt_selected" in admin.get("/admin/orders/market/").content.decode()
 
 
 def test_an_admin_assigns_a_market_to_an_operator(eth_usdt, btc_usdt, operator):
-    admin = admin_login(Client(), _staff("admin-staff@example.com", ADMIN))
+    admin = admin_login(Client(), staff_member("admin-staff@example.com", ADMIN))
     page = admin.get(f"/admin/orders/market/{btc_usdt.pk}/operators/").content.decode()
     assert "operator@example.com" in page
     response = admin.post(
@@ -173,8 +166,8 @@ def test_an_admin_assigns_a_market_to_an_operator(eth_usdt, btc_usdt, operator):
 
 
 def test_a_non_operator_cannot_be_assigned_a_market(btc_usdt):
-    admin = admin_login(Client(), _staff("admin-staff@example.com", ADMIN))
-    support = _staff("support@example.com", SUPPORT)
+    admin = admin_login(Client(), staff_member("admin-staff@example.com", ADMIN))
+    support = staff_member("support@example.com", SUPPORT)
     before = world_state()
     response = admin.post(f"/admin/orders/market/{btc_usdt.pk}/operators/", {"operators": [support.pk], "reason": "x"})
     assert response.status_code == 200  # the form refuses the choice

@@ -3,8 +3,7 @@ users, staff of each role, a block-list file of the test's own, and rule helpers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,15 +18,16 @@ from blockchain.scanner import scanner_run
 from blockchain.services import deposit_address_get_or_create
 from blockchain.tests.conftest import (  # noqa: F401 - fixtures
     alice,
+    assert_ledger_ok,
+    balance,
     chain,
     eth_asset,
     network,
     send_eth,
     usdt_asset,
 )
-from wallets.models import AccountKind, Currency, JournalEntry, LedgerAccount, Transfer
-from wallets.services import ledger_audit_run
-from wallets.tests.factories import UserFactory
+from wallets.models import Currency, JournalEntry, LedgerAccount, Transfer
+from wallets.tests.factories import UserFactory, state_unchanged
 
 
 @pytest.fixture(autouse=True)
@@ -72,19 +72,9 @@ def limit(rule: str, kind: str = "", currency: str | None = None, **params) -> R
     )
 
 
-def balance(user, code: str, kind: str = AccountKind.AVAILABLE) -> Decimal:
-    account = LedgerAccount.objects.filter(user=user, currency__code=code, kind=kind).first()
-    return account.balance if account else Decimal(0)
-
-
 def platform_balance(code: str, kind: str) -> Decimal:
     account = LedgerAccount.objects.filter(user=None, currency__code=code, kind=kind).first()
     return account.balance if account else Decimal(0)
-
-
-def assert_ledger_ok() -> None:
-    run = ledger_audit_run(store=False)
-    assert run.ok, run.findings
 
 
 def deposit_eth(evm, eth_network, user, ether: str) -> None:
@@ -107,8 +97,5 @@ def world_state() -> tuple:
     )
 
 
-@contextmanager
-def nothing_changed() -> Iterator[None]:
-    before = world_state()
-    yield
-    assert world_state() == before
+def nothing_changed() -> AbstractContextManager[None]:
+    return state_unchanged(world_state)

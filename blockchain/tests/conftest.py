@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,9 +10,9 @@ from blockchain import demo
 from blockchain.chains.embedded import FAUCET, EmbeddedChain, demo_token, embedded_chain
 from blockchain.models import Asset, Deposit, Network, OutgoingTx, Withdrawal
 from kyc.tests.helpers import kyc_verified
-from wallets.models import AccountKind, Currency, JournalEntry, LedgerAccount, LedgerLeg
+from wallets.models import AccountKind, Currency, LedgerAccount
 from wallets.services import ledger_audit_run
-from wallets.tests.factories import UserFactory, fund
+from wallets.tests.factories import UserFactory, fund, ledger_state, state_unchanged
 
 
 @pytest.fixture
@@ -83,9 +83,7 @@ def fund_user(user, code: str, amount: str) -> None:
 def world_state() -> tuple:
     """Everything a refused request must leave as it was."""
     return (
-        JournalEntry.objects.count(),
-        LedgerLeg.objects.count(),
-        list(LedgerAccount.objects.order_by("pk").values_list("pk", "balance")),
+        *ledger_state(),
         Withdrawal.objects.count(),
         OutgoingTx.objects.count(),
         Deposit.objects.count(),
@@ -94,10 +92,4 @@ def world_state() -> tuple:
 
 @pytest.fixture
 def unchanged():
-    @contextmanager
-    def check():
-        before = world_state()
-        yield
-        assert world_state() == before
-
-    return check
+    return partial(state_unchanged, world_state)

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from functools import partial
 
 import pytest
 
-from wallets.models import JournalEntry, LedgerAccount, LedgerLeg
-from wallets.tests.factories import CurrencyFactory, UserFactory
+from wallets.tests.factories import CurrencyFactory, UserFactory, ledger_state, state_unchanged
 
 
 @pytest.fixture
@@ -28,24 +27,7 @@ def bob(db):
     return UserFactory(email="bob@example.com")
 
 
-def ledger_state() -> tuple[int, int, list[tuple[int, Decimal]]]:
-    """Everything a rejected request must leave as it was."""
-    return (
-        JournalEntry.objects.count(),
-        LedgerLeg.objects.count(),
-        list(LedgerAccount.objects.order_by("pk").values_list("pk", "balance")),
-    )
-
-
 @pytest.fixture
 def unchanged_ledger(db):
     """Use as ``with unchanged_ledger(): ...``: asserts no entry, leg or balance changed."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def check():
-        before = ledger_state()
-        yield
-        assert ledger_state() == before
-
-    return check
+    return partial(state_unchanged, ledger_state)

@@ -1,15 +1,19 @@
-"""Factories for wallet tests. Balances are never built by hand: fund users with
-``fund`` (a real adjustment through the services)."""
+"""Factories and ledger helpers for every app's tests. Balances are never built by hand:
+fund users with ``fund`` (a real adjustment through the services). ``ledger_state`` and
+``state_unchanged`` check that a refused request changed nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import factory
 
 from accounts.models import User
 from wallets import services
-from wallets.models import Adjustment, Currency
+from wallets.models import Adjustment, Currency, JournalEntry, LedgerAccount, LedgerLeg
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -45,3 +49,20 @@ def fund(user: User, currency: Currency, amount: str | Decimal) -> Adjustment:
         reason="test funds",
         actor="test",
     )
+
+
+def ledger_state() -> tuple[int, int, list[tuple[int, Decimal]]]:
+    """The ledger as a rejected request must leave it: entries, legs and every balance."""
+    return (
+        JournalEntry.objects.count(),
+        LedgerLeg.objects.count(),
+        list(LedgerAccount.objects.order_by("pk").values_list("pk", "balance")),
+    )
+
+
+@contextmanager
+def state_unchanged(state: Callable[[], Any]) -> Iterator[None]:
+    """``with state_unchanged(world_state): ...`` asserts the block left ``state()`` as it was."""
+    before = state()
+    yield
+    assert state() == before

@@ -17,8 +17,7 @@ from kootabase.errors import ServiceError
 from kyc.tests.helpers import kyc_verified
 from wallets import services
 from wallets.models import AMOUNT_LIMIT, MONEY, AccountKind, EntryKind, LedgerAccount
-from wallets.tests.conftest import ledger_state
-from wallets.tests.factories import CurrencyFactory, UserFactory
+from wallets.tests.factories import CurrencyFactory, UserFactory, ledger_state
 
 USERS = 3
 # code -> precision: a fiat, a typical coin, and one with 18 places and huge amounts

@@ -20,10 +20,10 @@ from kootabase.celery import QUEUES
 from kootabase.celery import app as celery_app
 from kyc.tests.helpers import kyc_verified
 from marketdata.models import Candle
+from marketdata.tests.conftest import drain
 from monitoring import selectors
 from monitoring.selectors import dashboard_data
 from monitoring.services import order_sample_take, worker_heartbeat
-from orders.matcher import MarketMatcher
 from orders.models import Order
 from orders.services import order_place
 from wallets.models import Currency
@@ -37,16 +37,6 @@ def place(user, symbol: str, side: str, quantity: str, price: str) -> Order:
     return order_place(
         user=user, market_symbol=symbol, side=side, type="limit", quantity=Decimal(quantity), price=Decimal(price)
     )
-
-
-def run_matcher(symbol: str) -> None:
-    matcher = MarketMatcher(symbol=symbol)
-    matcher.start()
-    try:
-        while matcher.run_once():
-            pass
-    finally:
-        matcher.stop()
 
 
 def test_orders_per_minute_come_from_the_samples(alice):
@@ -75,7 +65,7 @@ def test_trades_per_minute_come_from_the_candles(alice, bob):
     place(alice, "ETH-USDT", "sell", "1", "2000")
     place(alice, "ETH-USDT", "sell", "1", "2001")
     place(bob, "ETH-USDT", "buy", "2", "2001")
-    run_matcher("ETH-USDT")
+    drain("ETH-USDT")
     candle = Candle.objects.get(market__symbol="ETH-USDT", interval="1m")
     assert candle.trade_count == 2
 
@@ -100,7 +90,7 @@ def test_matcher_lag_counts_pending_orders_and_the_oldest_ones_age(alice):
     assert (eth["pending"], eth["oldest_pending_age"]) == (0, None)
     assert btc["heartbeat_age"] is None  # no matcher has run
 
-    run_matcher("BTC-USDT")
+    drain("BTC-USDT")
     data = dashboard_data(now=oldest + timedelta(seconds=90))
     assert (data["matchers"]["BTC-USDT"]["pending"], data["matchers"]["BTC-USDT"]["oldest_pending_age"]) == (0, None)
     assert data["matchers"]["BTC-USDT"]["last_seq"] == 3

@@ -13,9 +13,10 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from marketdata.tests.conftest import drain
 from monitoring.selectors import dashboard_data
 from monitoring.services import order_sample_take, worker_heartbeat
-from monitoring.tests.test_numbers import place, run_matcher
+from monitoring.tests.test_numbers import place
 from wallets.services import ledger_audit_run
 from wallets.tests.factories import UserFactory
 
@@ -82,8 +83,8 @@ def business(traders: list, rounds: int) -> None:
         place(buyer, "ETH-USDT", "buy", "0.01", str(2000 + i))
         place(seller, "BTC-USDT", "sell", "0.001", str(30000 + i))
         place(buyer, "BTC-USDT", "buy", "0.001", str(30000 + i))
-    run_matcher("ETH-USDT")
-    run_matcher("BTC-USDT")
+    drain("ETH-USDT")
+    drain("BTC-USDT")
     for i in range(rounds):  # waiting for a matcher
         place(buyer, "ETH-USDT", "buy", "0.01", str(1000 + i))
         place(buyer, "BTC-USDT", "buy", "0.001", str(10000 + i))

@@ -1,15 +1,19 @@
+"""Orders fixtures: the demo markets and currencies, two funded traders and their API
+clients, and what a rejected request must leave as it was. Other apps' tests import
+them (``from orders.tests.conftest import markets, ...``)."""
+
 from __future__ import annotations
 
-from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from rest_framework.test import APIClient
 
 from orders import demo
 from orders.models import Market, Order, Trade
-from wallets.models import AccountKind, Currency, JournalEntry, LedgerAccount, LedgerLeg
-from wallets.tests.factories import UserFactory, fund
+from wallets.models import AccountKind, Currency, LedgerAccount
+from wallets.tests.factories import UserFactory, fund, ledger_state, state_unchanged
 
 
 @pytest.fixture
@@ -33,34 +37,38 @@ def eth(markets) -> Currency:
     return Currency.objects.get(code="ETH")
 
 
+def trader(email: str):
+    """A user funded with 100000 USDT and 100 ETH (the demo markets must exist)."""
+    user = UserFactory(email=email)
+    for code, amount in (("USDT", "100000"), ("ETH", "100")):
+        fund(user, Currency.objects.get(code=code), amount)
+    return user
+
+
+def client_of(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
 @pytest.fixture
 def alice(markets):
-    user = UserFactory(email="alice@example.com")
-    fund(user, Currency.objects.get(code="USDT"), "100000")
-    fund(user, Currency.objects.get(code="ETH"), "100")
-    return user
+    return trader("alice@example.com")
 
 
 @pytest.fixture
 def bob(markets):
-    user = UserFactory(email="bob@example.com")
-    fund(user, Currency.objects.get(code="USDT"), "100000")
-    fund(user, Currency.objects.get(code="ETH"), "100")
-    return user
+    return trader("bob@example.com")
 
 
 @pytest.fixture
 def alice_client(alice) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
+    return client_of(alice)
 
 
 @pytest.fixture
 def bob_client(bob) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
+    return client_of(bob)
 
 
 def balance(user, currency: Currency, kind: str = AccountKind.AVAILABLE) -> Decimal:
@@ -76,9 +84,7 @@ def fees_balance(currency: Currency) -> Decimal:
 def world_state() -> tuple:
     """Everything a rejected request must leave as it was: ledger, orders, trades."""
     return (
-        JournalEntry.objects.count(),
-        LedgerLeg.objects.count(),
-        list(LedgerAccount.objects.order_by("pk").values_list("pk", "balance")),
+        *ledger_state(),
         list(Order.objects.order_by("pk").values_list("pk", "status", "cancel_requested", "hold_left")),
         Trade.objects.count(),
     )
@@ -86,13 +92,7 @@ def world_state() -> tuple:
 
 @pytest.fixture
 def unchanged():
-    @contextmanager
-    def check():
-        before = world_state()
-        yield
-        assert world_state() == before
-
-    return check
+    return partial(state_unchanged, world_state)
 
 
 @pytest.fixture(autouse=True)

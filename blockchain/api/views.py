@@ -14,19 +14,12 @@ from rest_framework.views import APIView
 from blockchain import address_book, selectors, services
 from blockchain.api import serializers as s
 from blockchain.models import Deposit
+from kootabase.api.pagination import list_filters
 from kootabase.api.serializers import ErrorSerializer
 
 ERRORS = dict.fromkeys((400, 401, 403, 409, 429), ErrorSerializer)
-PAGINATION_PARAMS = ("cursor", "limit")
 READ = {"GET": "read"}
 NETWORK = OpenApiParameter("network", OpenApiTypes.STR, description='A network name, e.g. "ethereum".')
-
-
-def _query(request: Request) -> dict:
-    params = {k: v for k, v in request.query_params.items() if k not in PAGINATION_PARAMS}
-    query = s.ListQuery(data=params)
-    query.is_valid(raise_exception=True)
-    return query.validated_data
 
 
 class DepositAddressView(APIView):
@@ -54,7 +47,7 @@ class DepositsView(generics.ListAPIView):
     api_key_scopes = READ
 
     def get_queryset(self):
-        return selectors.deposits_of_user(user=self.request.user, **_query(self.request))
+        return selectors.deposits_of_user(user=self.request.user, **list_filters(self.request, s.ListQuery))
 
     @extend_schema(tags=["blockchain"], parameters=[s.ListQuery], responses={200: s.DepositSerializer(many=True)})
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -68,7 +61,7 @@ class WithdrawalsView(generics.ListAPIView):
     api_key_scopes = {"GET": "read", "POST": "withdraw"}
 
     def get_queryset(self):
-        return selectors.withdrawals_of_user(user=self.request.user, **_query(self.request))
+        return selectors.withdrawals_of_user(user=self.request.user, **list_filters(self.request, s.ListQuery))
 
     @extend_schema(tags=["blockchain"], parameters=[s.ListQuery], responses={200: s.WithdrawalSerializer(many=True)})
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -159,10 +152,8 @@ class WithdrawalAddressesView(generics.ListAPIView):
     api_key_scopes = READ
 
     def get_queryset(self):
-        params = {k: v for k, v in self.request.query_params.items() if k not in PAGINATION_PARAMS}
-        query = s.AddressBookQuery(data=params)
-        query.is_valid(raise_exception=True)
-        return selectors.withdrawal_addresses_of_user(user=self.request.user, **query.validated_data)
+        filters = list_filters(self.request, s.AddressBookQuery)
+        return selectors.withdrawal_addresses_of_user(user=self.request.user, **filters)
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "now": timezone.now()}

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kootabase.api.pagination import list_filters
 from kootabase.api.serializers import ErrorSerializer
 from kootabase.errors import NotFound
 from wallets import selectors, services
@@ -17,7 +18,6 @@ from wallets.api import serializers as s
 from wallets.models import LedgerLeg
 
 ERRORS = dict.fromkeys((400, 401, 429), ErrorSerializer)
-PAGINATION_PARAMS = ("cursor", "limit")
 
 
 class CurrencyListView(APIView):
@@ -54,10 +54,7 @@ class LedgerView(generics.ListAPIView):
     serializer_class = s.LedgerLegSerializer
 
     def get_queryset(self) -> QuerySet[LedgerLeg]:
-        params = {k: v for k, v in self.request.query_params.items() if k not in PAGINATION_PARAMS}
-        query = s.LedgerQuery(data=params)
-        query.is_valid(raise_exception=True)
-        return selectors.ledger_leg_list(user=self.request.user, **query.validated_data)
+        return selectors.ledger_leg_list(user=self.request.user, **list_filters(self.request, s.LedgerQuery))
 
     @extend_schema(tags=["wallets"], parameters=[s.LedgerQuery], responses={200: s.LedgerLegSerializer, **ERRORS})
     def get(self, request: Request, *args, **kwargs) -> Response:

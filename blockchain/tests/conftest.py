@@ -6,6 +6,7 @@ from functools import partial
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.tests.helpers import enable_otp
 from blockchain import demo
 from blockchain.chains.embedded import FAUCET, EmbeddedChain, demo_token, embedded_chain
 from blockchain.models import Asset, Deposit, Network, OutgoingTx, Withdrawal
@@ -56,6 +57,15 @@ def alice_client(alice) -> APIClient:
     client = APIClient()
     client.force_authenticate(alice)
     return client
+
+
+@pytest.fixture
+def rich_alice(alice, network):
+    """``alice`` with 2FA on, 10 ETH and 5000 USDT."""
+    enable_otp(alice)
+    fund_user(alice, "ETH", "10")
+    fund_user(alice, "USDT", "5000")
+    return alice
 
 
 def send_eth(chain: EmbeddedChain, to: str, wei: int) -> str:

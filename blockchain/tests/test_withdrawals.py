@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 
-from accounts.tests.helpers import enable_otp, otp_code
+from accounts.tests.helpers import otp_code
 from aml.models import RuleParameter
 from aml.services import case_reject, case_release
 from audit.models import AuditEvent
@@ -20,17 +20,9 @@ from blockchain.services import (
     withdrawal_cancel,
     withdrawal_request,
 )
-from blockchain.tests.conftest import assert_ledger_ok, balance, fund_user
+from blockchain.tests.conftest import assert_ledger_ok, balance
 from kootabase.errors import ServiceError
 from wallets.models import AccountKind, LedgerAccount
-
-
-@pytest.fixture
-def rich_alice(alice, network):
-    enable_otp(alice)
-    fund_user(alice, "ETH", "10")
-    fund_user(alice, "USDT", "5000")
-    return alice
 
 
 def request(user, *, currency="ETH", amount="2", address=None, key="w-1", network="ethereum", code=None):

@@ -6,6 +6,8 @@ market in two shards would mean two writers, so the file is refused."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import StringIO
 
 import pytest
@@ -15,6 +17,17 @@ from django.core.management.base import CommandError
 from orders.management.commands.run_matcher import shard_map_read
 from orders.matcher import MarketMatcher
 from orders.models import MatcherState
+
+
+@contextmanager
+def held_elsewhere(symbol: str) -> Iterator[None]:
+    """Another writer holds the market's matcher lock during the block."""
+    other = MarketMatcher(symbol=symbol)
+    other.start()
+    try:
+        yield
+    finally:
+        other.stop()
 
 
 @pytest.fixture
@@ -74,13 +87,8 @@ def test_the_command_runs_exactly_the_markets_of_its_shard(markets, shard_file):
     """Shard 1's market is taken by another writer: the shard-1 command fails on that
     market and touches no other; shard 0 (the other market) is unaffected by it."""
     path = shard_file({"0": ["ETH-USDT"], "1": ["BTC-USDT"]})
-    other = MarketMatcher(symbol="BTC-USDT")
-    other.start()
-    try:
-        with pytest.raises(CommandError, match="a matcher for BTC-USDT is already running"):
-            call_command("run_matcher", "--shard-file", path, "--shard", "1")
-    finally:
-        other.stop()
+    with held_elsewhere("BTC-USDT"), pytest.raises(CommandError, match="a matcher for BTC-USDT is already running"):
+        call_command("run_matcher", "--shard-file", path, "--shard", "1")
     assert list(MatcherState.objects.values_list("market__symbol", "epoch")) == [("BTC-USDT", 1)]
 
 
@@ -88,13 +96,8 @@ def test_a_shard_takes_every_market_it_lists_in_order(markets, shard_file):
     """The first market is started (its epoch moves), the second is held elsewhere: the
     command stops with that market's error and releases the first."""
     path = shard_file({"0": ["ETH-USDT", "BTC-USDT"]})
-    other = MarketMatcher(symbol="BTC-USDT")
-    other.start()
-    try:
-        with pytest.raises(CommandError, match="BTC-USDT is already running"):
-            call_command("run_matcher", "--shard-file", path, "--shard", "0")
-    finally:
-        other.stop()
+    with held_elsewhere("BTC-USDT"), pytest.raises(CommandError, match="BTC-USDT is already running"):
+        call_command("run_matcher", "--shard-file", path, "--shard", "0")
     assert dict(MatcherState.objects.values_list("market__symbol", "epoch")) == {"ETH-USDT": 1, "BTC-USDT": 1}
     again = MarketMatcher(symbol="ETH-USDT")
     again.start()  # the command released ETH-USDT's lock when it stopped
@@ -103,13 +106,8 @@ def test_a_shard_takes_every_market_it_lists_in_order(markets, shard_file):
 
 def test_active_markets_in_no_shard_are_named(markets, shard_file):
     path = shard_file({"0": ["BTC-USDT"]})
-    other = MarketMatcher(symbol="BTC-USDT")
-    other.start()
     stderr = StringIO()
-    try:
-        with pytest.raises(CommandError, match="already running"):
-            call_command("run_matcher", "--shard-file", path, "--shard", "0", stderr=stderr)
-    finally:
-        other.stop()
+    with held_elsewhere("BTC-USDT"), pytest.raises(CommandError, match="already running"):
+        call_command("run_matcher", "--shard-file", path, "--shard", "0", stderr=stderr)
     assert "warning: active market ETH-USDT is in no shard" in stderr.getvalue()
     assert "BTC-USDT" not in stderr.getvalue()

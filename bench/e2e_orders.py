@@ -56,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-settle", action="store_true")
+    parser.add_argument("--settle-only", action="store_true", help="only the matcher settling run")
     return parser.parse_args()
 
 
@@ -226,7 +227,7 @@ def wait_drained(timeout: float = 120) -> float:
     raise SystemExit("the matcher did not drain its backlog")
 
 
-def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tuple[int, float, int]:
+def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tuple[int, float, int, float]:
     from orders.models import Trade
     from orders.services import order_place
 
@@ -245,9 +246,10 @@ def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tu
     matcher = start([sys.executable, "manage.py", "run_matcher", "--market", MARKET], env)
     try:
         elapsed = wait_drained()
+        cpu = cpu_seconds([matcher.pid])  # its start-up included
     finally:
         stop(matcher)
-    return args.backlog, elapsed, Trade.objects.count() - trades_before
+    return args.backlog, elapsed, Trade.objects.count() - trades_before, cpu
 
 
 async def load_step(
@@ -321,8 +323,13 @@ def main() -> None:
     users = seed_users(args.users)
     if not args.skip_settle:
         print(f"matcher settling run: {args.backlog} orders ...", flush=True)
-        n, elapsed, trades = settle_run(args, env, users)
-        print(f"| matcher settling | {n} orders, {trades} trades | {elapsed:.2f} s | **{n / elapsed:,.0f} orders/s** |")
+        n, elapsed, trades, cpu = settle_run(args, env, users)
+        print(
+            f"| matcher settling | {n} orders, {trades} trades | {elapsed:.2f} s | **{n / elapsed:,.0f} orders/s** "
+            f"| matcher CPU {cpu:.2f} s |"
+        )
+    if args.settle_only:
+        return
 
     tokens = [tokens_issue(user=u)["access"] for u in users]
     base = f"http://127.0.0.1:{args.port}"

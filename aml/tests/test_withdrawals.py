@@ -9,15 +9,14 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 
-from accounts.tests.helpers import enable_otp, otp_code
+from accounts.tests.helpers import enable_otp
 from aml import services
 from aml.models import Case, CaseStatus, ItemKind, RuleName
 from aml.tests.conftest import assert_ledger_ok, balance, deposit_eth, limit
 from audit.models import AuditEvent
 from blockchain import tasks
 from blockchain.models import Withdrawal, WithdrawalStatus
-from blockchain.services import withdrawal_request
-from blockchain.tests.conftest import fund_user
+from blockchain.tests.conftest import fund_user, request_withdrawal
 from wallets.models import AccountKind
 
 
@@ -29,15 +28,7 @@ def rich_alice(alice, network):
 
 
 def withdraw(user, amount: str, *, currency: str = "USDT", address: str | None = None, key: str = "w-1") -> Withdrawal:
-    withdrawal, _ = withdrawal_request(
-        user=user,
-        currency_code=currency,
-        network_name="ethereum",
-        address=address or Account.create().address,
-        amount=Decimal(amount),
-        idempotency_key=key,
-        otp_code=otp_code(user),
-    )
+    withdrawal, _ = request_withdrawal(user, currency=currency, amount=amount, address=address, key=key)
     tasks.withdrawal_screen(withdrawal.pk)
     withdrawal.refresh_from_db()
     return withdrawal

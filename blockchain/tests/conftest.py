@@ -4,12 +4,14 @@ from decimal import Decimal
 from functools import partial
 
 import pytest
+from eth_account import Account
 from rest_framework.test import APIClient
 
-from accounts.tests.helpers import enable_otp
+from accounts.tests.helpers import enable_otp, otp_code
 from blockchain import demo
 from blockchain.chains.embedded import FAUCET, EmbeddedChain, demo_token, embedded_chain
 from blockchain.models import Asset, Deposit, Network, OutgoingTx, Withdrawal
+from blockchain.services import withdrawal_request
 from kyc.tests.helpers import kyc_verified
 from wallets.models import AccountKind, Currency, LedgerAccount
 from wallets.services import ledger_audit_run
@@ -66,6 +68,20 @@ def rich_alice(alice, network):
     fund_user(alice, "ETH", "10")
     fund_user(alice, "USDT", "5000")
     return alice
+
+
+def request_withdrawal(user, *, currency="ETH", amount="2", address=None, key="w-1", network="ethereum", code=None):
+    """``withdrawal_request`` of ``amount`` to a fresh address (or ``address``) with a current
+    2FA code (or ``code``); its result (the withdrawal, whether it was created)."""
+    return withdrawal_request(
+        user=user,
+        currency_code=currency,
+        network_name=network,
+        address=address or Account.create().address,
+        amount=Decimal(amount),
+        idempotency_key=key,
+        otp_code=code if code is not None else otp_code(user),
+    )
 
 
 def send_eth(chain: EmbeddedChain, to: str, wei: int) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from eth_account import Account
 
-from accounts.tests.helpers import enable_otp, otp_code
+from accounts.tests.helpers import enable_otp
 from blockchain import tasks
 from blockchain.scanner import scanner_run
-from blockchain.services import deposit_address_get_or_create, withdrawal_cancel, withdrawal_request
-from blockchain.tests.conftest import fund_user, send_eth
+from blockchain.services import deposit_address_get_or_create, withdrawal_cancel
+from blockchain.tests.conftest import fund_user, request_withdrawal, send_eth
 from wallets.tests.events import UserEvents, as_decimals, balances_now
 
 D = Decimal
@@ -45,19 +44,8 @@ def test_a_withdrawal_announces_its_hold_its_settlement_and_a_release(chain, net
     fund_user(alice, "ETH", "10")
     events = UserEvents(alice)
 
-    def request(amount: str, key: str):
-        return withdrawal_request(
-            user=alice,
-            currency_code="ETH",
-            network_name="ethereum",
-            address=Account.create().address,
-            amount=D(amount),
-            idempotency_key=key,
-            otp_code=otp_code(alice),
-        )
-
     with after_commit():
-        request("2", "w-1")
+        request_withdrawal(alice, amount="2", key="w-1")
     assert [as_decimals(m) for m in events.take(alice)] == [{"ETH": (D("7.999"), D("2.001"))}]
 
     with after_commit():
@@ -71,7 +59,7 @@ def test_a_withdrawal_announces_its_hold_its_settlement_and_a_release(chain, net
     assert balances_now(alice) == {"ETH": (D("7.999"), D(0))}
 
     with after_commit():
-        second, _ = request("1", "w-2")
+        second, _ = request_withdrawal(alice, amount="1", key="w-2")
     with after_commit():
         withdrawal_cancel(user=alice, withdrawal_id=second.pk)
     assert [as_decimals(m) for m in events.take(alice)] == [

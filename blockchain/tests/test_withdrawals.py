@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 
-from accounts.tests.helpers import otp_code
 from aml.models import RuleParameter
 from aml.services import case_reject, case_release
 from audit.models import AuditEvent
@@ -18,23 +17,10 @@ from blockchain.models import ChainAlert, OutgoingTx, Withdrawal, WithdrawalStat
 from blockchain.services import (
     deposit_address_get_or_create,
     withdrawal_cancel,
-    withdrawal_request,
 )
-from blockchain.tests.conftest import assert_ledger_ok, balance
+from blockchain.tests.conftest import assert_ledger_ok, balance, request_withdrawal
 from kootabase.errors import ServiceError
 from wallets.models import AccountKind, LedgerAccount
-
-
-def request(user, *, currency="ETH", amount="2", address=None, key="w-1", network="ethereum", code=None):
-    return withdrawal_request(
-        user=user,
-        currency_code=currency,
-        network_name=network,
-        address=address or Account.create().address,
-        amount=Decimal(amount),
-        idempotency_key=key,
-        otp_code=code if code is not None else otp_code(user),
-    )
 
 
 def external_balance(code: str) -> Decimal:
@@ -44,7 +30,7 @@ def external_balance(code: str) -> Decimal:
 def test_an_eth_withdrawal_goes_from_request_to_confirmed_with_the_ledger_matching(chain, rich_alice):
     recipient = Account.create().address
     hot_nonce = chain.w3.eth.get_transaction_count(hot_wallet().address)
-    withdrawal, created = request(rich_alice, amount="2", address=recipient)
+    withdrawal, created = request_withdrawal(rich_alice, amount="2", address=recipient)
     assert created and withdrawal.status == WithdrawalStatus.REQUESTED and withdrawal.fee == Decimal("0.001")
     assert balance(rich_alice, "ETH") == Decimal("7.999")
     assert balance(rich_alice, "ETH", AccountKind.LOCKED) == Decimal("2.001")
@@ -71,7 +57,7 @@ def test_an_eth_withdrawal_goes_from_request_to_confirmed_with_the_ledger_matchi
 
 def test_a_token_withdrawal_is_confirmed_on_chain(chain, rich_alice):
     recipient = Account.create().address
-    withdrawal, _ = request(rich_alice, currency="USDT", amount="1234.5", address=recipient)
+    withdrawal, _ = request_withdrawal(rich_alice, currency="USDT", amount="1234.5", address=recipient)
     tasks.process_withdrawals()
     chain.mine(3)
     tasks.process_withdrawals()
@@ -85,7 +71,7 @@ def test_a_token_withdrawal_is_confirmed_on_chain(chain, rich_alice):
 def test_the_broadcaster_killed_after_sending_but_before_recording_resumes_without_a_second_send(chain, rich_alice):
     recipient = Account.create().address
     hot_nonce = chain.w3.eth.get_transaction_count(hot_wallet().address)
-    withdrawal, _ = request(rich_alice, amount="1", address=recipient)
+    withdrawal, _ = request_withdrawal(rich_alice, amount="1", address=recipient)
     tasks.withdrawal_screen(withdrawal.pk)
     signed = broadcaster.withdrawal_sign(withdrawal_id=withdrawal.pk)
     assert signed.status == WithdrawalStatus.SIGNING
@@ -106,7 +92,7 @@ def test_the_broadcaster_killed_after_sending_but_before_recording_resumes_witho
 
 def test_the_broadcaster_killed_after_signing_but_before_sending_sends_the_same_bytes(chain, rich_alice):
     recipient = Account.create().address
-    withdrawal, _ = request(rich_alice, amount="1", address=recipient)
+    withdrawal, _ = request_withdrawal(rich_alice, amount="1", address=recipient)
     tasks.withdrawal_screen(withdrawal.pk)
     signed = broadcaster.withdrawal_sign(withdrawal_id=withdrawal.pk)
     assert signed.tx.status == OutgoingTx.Status.SIGNED  # stored, not sent
@@ -121,7 +107,7 @@ def test_the_broadcaster_killed_after_signing_but_before_sending_sends_the_same_
 
 
 def test_a_requested_withdrawal_can_be_cancelled_and_its_hold_is_released(chain, rich_alice):
-    withdrawal, _ = request(rich_alice, amount="1")
+    withdrawal, _ = request_withdrawal(rich_alice, amount="1")
     withdrawal_cancel(user=rich_alice, withdrawal_id=withdrawal.pk)
     withdrawal.refresh_from_db()
     assert withdrawal.status == WithdrawalStatus.CANCELLED
@@ -129,7 +115,7 @@ def test_a_requested_withdrawal_can_be_cancelled_and_its_hold_is_released(chain,
     tasks.process_withdrawals()
     assert not OutgoingTx.objects.exists()
 
-    second, _ = request(rich_alice, amount="1", key="w-2")
+    second, _ = request_withdrawal(rich_alice, amount="1", key="w-2")
     tasks.withdrawal_screen(second.pk)
     with pytest.raises(ServiceError) as exc:
         withdrawal_cancel(user=rich_alice, withdrawal_id=second.pk)
@@ -140,14 +126,14 @@ def test_a_requested_withdrawal_can_be_cancelled_and_its_hold_is_released(chain,
 def test_a_large_withdrawal_waits_for_review_and_can_be_rejected_or_approved(chain, rich_alice, usdt_asset, admin_user):
     # The review threshold is the AML threshold rule's; compliance decides through the case.
     RuleParameter.objects.create(rule="threshold", kind="withdrawal", currency=usdt_asset.currency, amount=1000)
-    flagged, _ = request(rich_alice, currency="USDT", amount="1500")
+    flagged, _ = request_withdrawal(rich_alice, currency="USDT", amount="1500")
     tasks.process_withdrawals()
     flagged.refresh_from_db()
     assert flagged.status == WithdrawalStatus.REVIEW and "threshold" in flagged.review_reason
     case_reject(case_id=flagged.aml_case.pk, staff=admin_user, reason="unusual")
     assert balance(rich_alice, "USDT") == Decimal(5000)
 
-    second, _ = request(rich_alice, currency="USDT", amount="1500", key="w-2")
+    second, _ = request_withdrawal(rich_alice, currency="USDT", amount="1500", key="w-2")
     tasks.process_withdrawals()
     second.refresh_from_db()
     case_release(case_id=second.aml_case.pk, staff=admin_user)
@@ -160,12 +146,12 @@ def test_a_large_withdrawal_waits_for_review_and_can_be_rejected_or_approved(cha
 
 
 def test_the_same_idempotency_key_returns_the_first_request_and_holds_nothing_more(chain, rich_alice):
-    first, created = request(rich_alice, amount="1", key="same")
-    again, created_again = request(rich_alice, amount="1", key="same", address=first.address)
+    first, created = request_withdrawal(rich_alice, amount="1", key="same")
+    again, created_again = request_withdrawal(rich_alice, amount="1", key="same", address=first.address)
     assert created and not created_again and again.pk == first.pk
     assert balance(rich_alice, "ETH", AccountKind.LOCKED) == Decimal("1.001")
     with pytest.raises(ServiceError) as exc:
-        request(rich_alice, amount="3", key="same")
+        request_withdrawal(rich_alice, amount="3", key="same")
     assert exc.value.code == "idempotency_conflict"
 
 
@@ -189,7 +175,7 @@ def test_bad_withdrawals_are_refused_with_a_code_and_change_nothing(chain, rich_
 
     Currency.objects.get_or_create(code="USD", defaults={"name": "US Dollar", "kind": "fiat", "precision": 2})
     with unchanged(), pytest.raises(ServiceError) as exc:
-        request(rich_alice, **kwargs)
+        request_withdrawal(rich_alice, **kwargs)
     assert exc.value.code == code
 
 
@@ -201,7 +187,7 @@ def test_contract_and_internal_addresses_are_refused(chain, rich_alice, unchange
         (hot_wallet().address, "address_is_internal"),
     ):
         with unchanged(), pytest.raises(ServiceError) as exc:
-            request(rich_alice, address=address)
+            request_withdrawal(rich_alice, address=address)
         assert exc.value.code == code
 
 
@@ -209,16 +195,16 @@ def test_disabled_withdrawals_are_refused(chain, rich_alice, eth_asset, unchange
     eth_asset.withdrawals_enabled = False
     eth_asset.save()
     with unchanged(), pytest.raises(ServiceError) as exc:
-        request(rich_alice)
+        request_withdrawal(rich_alice)
     assert exc.value.code == "currency_disabled"
 
 
 def test_the_daily_limit_is_enforced(chain, rich_alice, eth_asset, unchanged):
     eth_asset.daily_withdrawal_limit = Decimal("3")
     eth_asset.save()
-    request(rich_alice, amount="2")
+    request_withdrawal(rich_alice, amount="2")
     with unchanged(), pytest.raises(ServiceError) as exc:
-        request(rich_alice, amount="1", key="w-2")
+        request_withdrawal(rich_alice, amount="1", key="w-2")
     assert exc.value.code == "withdrawal_limit_exceeded"
     assert Withdrawal.objects.count() == 1
 
@@ -227,7 +213,7 @@ def test_a_stuck_withdrawal_is_bumped_with_the_same_nonce_and_paid_once(chain, r
     settings.BLOCKCHAIN_FEE_BUMP_AFTER = 0  # every unmined transaction counts as stuck
     recipient = Account.create().address
     hot_nonce = chain.w3.eth.get_transaction_count(hot_wallet().address)
-    withdrawal, _ = request(rich_alice, amount="1", address=recipient)
+    withdrawal, _ = request_withdrawal(rich_alice, amount="1", address=recipient)
     chain.tester.disable_auto_mine_transactions()
     try:
         tasks.process_withdrawals()  # screened, approved, signed, sent: pending, not mined
@@ -268,7 +254,7 @@ def test_a_withdrawal_reverted_on_chain_fails_and_its_hold_is_released(chain, ri
     assert token.functions.balanceOf(hot.address).call() == 0
 
     recipient = Account.create().address
-    withdrawal, _ = request(rich_alice, currency="USDT", amount="100", address=recipient)
+    withdrawal, _ = request_withdrawal(rich_alice, currency="USDT", amount="100", address=recipient)
     assert balance(rich_alice, "USDT", AccountKind.LOCKED) > 0
     tasks.process_withdrawals()
     chain.mine(3)

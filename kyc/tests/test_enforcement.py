@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from eth_account import Account
 
-from accounts.tests.helpers import enable_otp, otp_code
+from accounts.tests.helpers import enable_otp
 from blockchain.models import Withdrawal
-from blockchain.services import withdrawal_cancel, withdrawal_request
+from blockchain.services import withdrawal_cancel
+from blockchain.tests.conftest import request_withdrawal
 from kootabase.errors import ServiceError
 from kyc.services import kyc_check_withdrawal
 from kyc.tests.conftest import D, client_of, trade_at
@@ -142,15 +142,7 @@ def withdrawer(alice, network):
 
 
 def withdraw(user, amount: str, currency: str = "USDT", key: str = "w-1") -> Withdrawal:
-    return withdrawal_request(
-        user=user,
-        currency_code=currency,
-        network_name="ethereum",
-        address=Account.create().address,
-        amount=D(amount),
-        idempotency_key=key,
-        otp_code=otp_code(user),
-    ).withdrawal
+    return request_withdrawal(user, currency=currency, amount=amount, key=key).withdrawal
 
 
 def test_tier_0_withdrawals_count_amount_and_fee(withdrawer, unchanged):

@@ -7,15 +7,14 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from django.core.cache import cache
-from eth_account import Account
 
-from accounts.tests.helpers import enable_otp, otp_code
+from accounts.tests.helpers import enable_otp
 from aml.models import RuleParameter
 from blockchain.hdwallet import hot_wallet
-from blockchain.models import Deposit, DepositStatus, Withdrawal, WithdrawalStatus
+from blockchain.models import Deposit, DepositStatus, WithdrawalStatus
 from blockchain.scanner import scanner_run
-from blockchain.services import deposit_address_get_or_create, withdrawal_request, withdrawal_screen
-from blockchain.tests.conftest import fund_user, send_eth
+from blockchain.services import deposit_address_get_or_create, withdrawal_screen
+from blockchain.tests.conftest import fund_user, request_withdrawal, send_eth
 from kootabase.celery import QUEUES
 from kootabase.celery import app as celery_app
 from kyc.tests.helpers import kyc_verified
@@ -111,22 +110,9 @@ def test_deposits_withdrawals_and_review_cases(chain, network, usdt_asset):
     kyc_verified(customer)
     fund_user(customer, "USDT", "5000")
     RuleParameter.objects.create(rule="threshold", kind="withdrawal", currency=usdt_asset.currency, amount=1000)
-
-    def request(amount: str, key: str) -> Withdrawal:
-        withdrawal, _ = withdrawal_request(
-            user=customer,
-            currency_code="USDT",
-            network_name="ethereum",
-            address=Account.create().address,
-            amount=Decimal(amount),
-            idempotency_key=key,
-            otp_code=otp_code(customer),
-        )
-        return withdrawal
-
-    request("10", "small-1")
-    request("20", "small-2")
-    flagged = request("1500", "large")
+    request_withdrawal(customer, currency="USDT", amount="10", key="small-1")
+    request_withdrawal(customer, currency="USDT", amount="20", key="small-2")
+    flagged, _ = request_withdrawal(customer, currency="USDT", amount="1500", key="large")
     assert withdrawal_screen(withdrawal_id=flagged.pk).status == WithdrawalStatus.REVIEW
 
     queues = dashboard_data()["work_queues"]

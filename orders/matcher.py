@@ -593,7 +593,6 @@ class MarketMatcher:
                 for kind, reference, legs in batch.transfers
             ]
         )
-        rows_insert(Trade, batch.trades)
         now = timezone.now()
         changed = list(batch.changed.values())
         for order in changed:
@@ -615,6 +614,12 @@ class MarketMatcher:
                 "updated_at",
             ],
         )
+        # After the order updates: every order a trade refers to is then already locked
+        # exclusively by this batch. Inserted first, the trades' foreign-key checks took
+        # shared locks on those orders, which the updates then had to upgrade, and a
+        # user's cancel (an exclusive lock request on the same order) waiting in between
+        # made a deadlock.
+        rows_insert(Trade, batch.trades)
         self._publish(batch, changed)
 
     def _publish(self, batch: _Batch, changed: Iterable[Order]) -> None:

@@ -365,6 +365,7 @@ def order_get_own(*, user: User, order_id: int) -> Order:
     return order
 
 
+@retry_on_deadlock
 def order_cancel(*, user: User, order_id: int) -> Order:
     """Ask the matcher to cancel the order. ``order_not_found`` (404) when it is not the
     user's; ``order_not_cancellable`` (409) when it is filled, cancelled, rejected or expired."""

@@ -6,7 +6,9 @@ every Channels broadcast in the project goes through these two functions.
 
 Broadcasts to a shared channel layer (Redis) leave through one publisher thread per
 process: the commit hook only puts the message on a queue, and the thread's event loop
-sends messages one after another, in order, over connections it keeps. (Calling
+sends messages one after another, in order, over connections it keeps. A transaction
+that announces many messages at once (a matcher's batch) queues them with
+``broadcasts_after_commit``: one commit hook and one wake-up of the publisher for all. (Calling
 ``async_to_sync`` per message would start an event loop — and open Redis connections —
 for each one, which costs more than the transaction that produced it.) The in-process
 layer of the embedded setup lives on the web server's event loop, so there the message
@@ -28,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from celery import Task
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -57,19 +61,34 @@ def broadcast_after_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send(group, message))
 
 
+def broadcasts_after_commit(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send each ``(group, message)`` in order once the current transaction commits: one
+    commit hook and one hand-over to the publisher for them all (a matcher's batch)."""
+    if messages:
+        transaction.on_commit(lambda: _send_many(messages))
+
+
 def layer_of(group: str) -> str:
     """The channel layer (alias) that carries ``group``."""
     return MARKET_DATA_LAYER if group.startswith("market.") else DEFAULT_CHANNEL_LAYER
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
-    layer = get_channel_layer(layer_of(group))
-    if layer is None:
-        return
-    if isinstance(layer, InMemoryChannelLayer):
-        async_to_sync(layer.group_send)(group, message)
-    else:
-        _publisher.submit(layer, group, message)
+    _send_many([(group, message)])
+
+
+def _send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    items = []
+    for group, message in messages:
+        layer = get_channel_layer(layer_of(group))
+        if layer is None:
+            continue
+        if isinstance(layer, InMemoryChannelLayer):
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            items.append((layer, group, message))
+    if items:
+        _publisher.submit(items)
 
 
 class _Publisher:
@@ -80,16 +99,18 @@ class _Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]] | None = None
 
-    def submit(self, layer: Any, group: str, message: dict[str, Any]) -> None:
+    def submit(self, items: list[tuple[Any, str, dict[str, Any]]]) -> None:
+        """Queue ``(layer, group, message)`` items, in order, with one wake-up of the loop."""
         loop, queue = self._ensure_started()
-        loop.call_soon_threadsafe(self._put, queue, (layer, group, message))
+        loop.call_soon_threadsafe(self._put, queue, items)
 
     @staticmethod
-    def _put(queue: asyncio.Queue, item: tuple[Any, str, dict[str, Any]]) -> None:
-        try:
-            queue.put_nowait(item)
-        except asyncio.QueueFull:
-            logger.warning("broadcast queue full: dropped a message to %s", item[1])
+    def _put(queue: asyncio.Queue, items: list[tuple[Any, str, dict[str, Any]]]) -> None:
+        for item in items:
+            try:
+                queue.put_nowait(item)
+            except asyncio.QueueFull:
+                logger.warning("broadcast queue full: dropped a message to %s", item[1])
 
     def _ensure_started(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
         with self._lock:
@@ -110,13 +131,15 @@ class _Publisher:
     @staticmethod
     async def _drain(queue: asyncio.Queue) -> None:
         while True:
-            layer, group, message = await queue.get()
+            items = [await queue.get()]
+            while not queue.empty():  # whatever else is waiting goes out with it
+                items.append(queue.get_nowait())
             try:
-                await layer.group_send(group, message)
-            except Exception:  # a notification: the data is committed whatever happens here
-                logger.exception("broadcast to %s failed; dropped", group)
+                for layer, run in _runs(items):
+                    await _group_send_many(layer, run)
             finally:
-                queue.task_done()
+                for _ in items:
+                    queue.task_done()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued broadcast has been sent (for orderly shutdown and tests)."""
@@ -130,6 +153,91 @@ class _Publisher:
         except TimeoutError:
             return False
         return True
+
+
+def _runs(items: list[tuple[Any, str, dict[str, Any]]]) -> list[tuple[Any, list[tuple[str, dict[str, Any]]]]]:
+    """``items`` cut into consecutive runs for the same layer, in order."""
+    runs: list[tuple[Any, list[tuple[str, dict[str, Any]]]]] = []
+    for layer, group, message in items:
+        if not runs or runs[-1][0] is not layer:
+            runs.append((layer, []))
+        runs[-1][1].append((group, message))
+    return runs
+
+
+# channels_redis 4.3's group_send script (requirements.txt pins the version): queue each
+# serialised message on its channel's sorted set unless the channel is at capacity.
+_GROUP_SEND_LUA = """
+    local over_capacity = 0
+    local current_time = ARGV[#ARGV - 1]
+    local expiry = ARGV[#ARGV]
+    for i=1,#KEYS do
+        if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+            redis.call('ZADD', KEYS[i], current_time, ARGV[i])
+            redis.call('EXPIRE', KEYS[i], expiry)
+        else
+            over_capacity = over_capacity + 1
+        end
+    end
+    return over_capacity
+"""
+
+
+async def _group_send_many(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send ``messages`` (group, message) in order. On channels_redis's
+    ``RedisChannelLayer`` this is exactly what ``group_send`` does for each message, with
+    the commands of all of them pipelined: one round trip to read every group's members,
+    one to queue every message on its channels, where ``group_send`` takes two to four per
+    message. Any other layer gets one ``group_send`` per message."""
+    if type(layer) is not RedisChannelLayer:
+        for group, message in messages:
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # a notification: the data is committed whatever happens here
+                logger.exception("broadcast to %s failed; dropped", group)
+        return
+    try:
+        members = await _group_members(layer, {group for group, _ in messages})
+        pipelines: dict[int, Any] = {}
+        for group, message in messages:
+            if not members[group]:
+                continue
+            by_connection, serialised, capacity = layer._map_channel_keys_to_connection(members[group], message)
+            for index, keys in by_connection.items():
+                pipe = pipelines.get(index)
+                if pipe is None:
+                    pipe = pipelines[index] = layer.connection(index).pipeline(transaction=False)
+                now = time.time()
+                for key in keys:
+                    pipe.zremrangebyscore(key, min=0, max=int(now) - int(layer.expiry))
+                args = [serialised[key] for key in keys] + [capacity[key] for key in keys] + [now, layer.expiry]
+                pipe.eval(_GROUP_SEND_LUA, len(keys), *keys, *args)
+        for pipe in pipelines.values():
+            results = await pipe.execute()
+            over = [r for r in results if isinstance(r, int) and r > 0]
+            if over:
+                logger.info("broadcast: %d channel(s) over capacity", sum(over))
+    except Exception:  # a notification: the data is committed whatever happens here
+        logger.exception("broadcast of %d message(s) failed; dropped", len(messages))
+
+
+async def _group_members(layer: Any, groups: set[str]) -> dict[str, list[str]]:
+    """The channels of each group (expired memberships discarded first, as ``group_send``)."""
+    by_connection: dict[int, list[str]] = {}
+    for group in sorted(groups):
+        by_connection.setdefault(layer.consistent_hash(group), []).append(group)
+    members: dict[str, list[str]] = {}
+    for index, names in by_connection.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        expired = int(time.time()) - layer.group_expiry
+        for group in names:
+            key = layer._group_key(group)
+            pipe.zremrangebyscore(key, min=0, max=expired)
+            pipe.zrange(key, 0, -1)
+        results = await pipe.execute()
+        for group, channels in zip(names, results[1::2], strict=True):
+            members[group] = [channel.decode("utf8") for channel in channels]
+    return members
 
 
 _publisher = _Publisher()

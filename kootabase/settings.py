@@ -178,9 +178,12 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "kootabase.cache.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
+        # A socket's consumer waits on its channel with BZPOPMIN for 5 s at a time; redis-py's
+        # default read timeout is 5 s too, and the server answers an empty wait a little
+        # after 5 s, so without a longer timeout every socket idle for 5 s lost its consumer.
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "kootabase"},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "kootabase"},
         },
         # Market data (each matcher batch, to every web process's hub) over Redis Pub/Sub:
         # one PUBLISH per batch and no round trip per message received. At most once, as

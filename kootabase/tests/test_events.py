@@ -1,12 +1,14 @@
 """Broadcasts leave after commit, in order, and through one long-lived publisher per
 process when the channel layer is shared (Redis)."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from kootabase.events import broadcast_after_commit, broadcasts_flush
+from kootabase.events import broadcast_after_commit, broadcasts_after_commit, broadcasts_flush
 
 
 @pytest.mark.redis
@@ -54,3 +56,51 @@ def test_in_memory_broadcasts_leave_after_commit_only():
         assert async_to_sync(layer.receive)(channel)["n"] == 1
     finally:
         async_to_sync(layer.group_discard)("events-test", channel)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_redis_broadcasts_of_one_commit_reach_every_member_of_their_group_in_order():
+    """A batch's messages leave pipelined (kootabase.events._group_send_many): each channel
+    gets exactly its groups' messages, in order, as one group_send per message gives."""
+    layer = get_channel_layer()
+    a, b, both = (async_to_sync(layer.new_channel)("events-test.") for _ in range(3))
+    groups = {"events-test-a": [a, both], "events-test-b": [b, both]}
+    for group, channels in groups.items():
+        for channel in channels:
+            async_to_sync(layer.group_add)(group, channel)
+    try:
+        messages = [(f"events-test-{g}", {"type": "test.message", "n": n}) for n, g in enumerate("abab")]
+        messages.append(("events-test-nobody", {"type": "test.message", "n": "unheard"}))
+        with transaction.atomic():
+            broadcasts_after_commit(messages)
+            broadcast_after_commit("events-test-a", {"type": "test.message", "n": 4})
+        assert broadcasts_flush()
+
+        async def receive(channel: str, count: int) -> list:
+            return [(await layer.receive(channel))["n"] for _ in range(count)]
+
+        assert async_to_sync(receive)(a, 3) == [0, 2, 4]
+        assert async_to_sync(receive)(b, 2) == [1, 3]
+        assert async_to_sync(receive)(both, 5) == [0, 1, 2, 3, 4]
+    finally:
+        for group, channels in groups.items():
+            for channel in channels:
+                async_to_sync(layer.group_discard)(group, channel)
+
+
+@pytest.mark.redis
+def test_a_socket_idle_longer_than_one_wait_keeps_its_channel():
+    """The layer waits for a channel's messages 5 s at a time; its connections must not
+    give up first (redis-py reads with a 5 s timeout by default)."""
+    layer = get_channel_layer()
+
+    async def idle() -> str:
+        channel = await layer.new_channel("events-test.")
+        try:
+            await asyncio.wait_for(layer.receive(channel), 6.5)
+        except TimeoutError:
+            return "still waiting"
+        return "a message"
+
+    assert async_to_sync(idle)() == "still waiting"

@@ -428,8 +428,15 @@ def test_the_production_topology(database_url, tmp_path):
             order = {"market": "ETH-USDT", "type": "limit", "price": "2000", "quantity": "1"}
             maker = api(base, "POST", "/orders", tokens["alice"], {**order, "side": "sell"})
             taker = api(base, "POST", "/orders", tokens["bob"], {**order, "side": "buy"})
-            public = until(lambda f: f.get("channel") == "trades.ETH-USDT" and f.get("op") == "update")
-            private = until(lambda f: f.get("channel") == "trades" and f.get("op") == "update")
+            # The public and the private channel come from different channel layers: either
+            # frame may arrive first, so both are collected, in whatever order they come.
+            public = private = None
+            while public is None or private is None:
+                frame = until(lambda f: f.get("op") == "update" and f.get("channel") in {"trades.ETH-USDT", "trades"})
+                if frame["channel"] == "trades":
+                    private = private or frame
+                else:
+                    public = public or frame
 
         [trade] = public["data"]
         assert (Decimal(trade["price"]), Decimal(trade["quantity"])) == (Decimal(2000), Decimal(1))

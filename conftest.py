@@ -31,15 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
-    """Throttle counters, login-failure counters and the process's market catalog must
-    not leak between tests (each test's database starts over)."""
-    from orders import catalog
+    """Throttle counters, login-failure counters and the process's catalogs must not leak
+    between tests (each test's database starts over)."""
+    from kootabase import catalog
 
     cache.clear()
-    catalog.forget()
+    catalog.forget_all()
     yield
     cache.clear()
-    catalog.forget()
+    catalog.forget_all()
 
 
 @pytest.fixture

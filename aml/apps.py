@@ -7,3 +7,6 @@ class AmlConfig(AppConfig):
 
     name = "aml"
     verbose_name = "AML"
+
+    def ready(self) -> None:
+        from aml import catalog  # noqa: F401  (connects the catalog's change signals)

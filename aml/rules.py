@@ -6,7 +6,7 @@ rule is a unit with a ``name`` (a ``RuleName``) and a ``check`` that, given the 
 its enabled ``RuleParameter`` rows, returns why it flags the item (nothing: it does not).
 ``evaluate`` runs every rule that has a row for the item's kind and currency.
 
-Cost: one query for the parameters, then what each rule needs — the threshold nothing,
+Cost: the parameters come from the process's copy (``aml.catalog``), then what each rule needs — the threshold nothing,
 the block-list one ``stat`` of its file, a velocity limit one indexed query, the
 fresh-deposit rule (withdrawals only) at most two.
 """
@@ -20,9 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar
 
-from django.db.models import Q
-
-from aml import blocklist, selectors
+from aml import blocklist, catalog, selectors
 from aml.models import ItemKind, RuleName, RuleParameter
 
 
@@ -156,8 +154,9 @@ RULES: tuple[Rule, ...] = (Threshold(), Velocity(), FreshDeposit(), Blocklist())
 
 
 def parameters_for(*, kind: str) -> list[RuleParameter]:
-    """The enabled parameter rows of every rule for items of ``kind`` (one query)."""
-    return list(RuleParameter.objects.filter(Q(kind=kind) | Q(kind=""), enabled=True))
+    """The enabled parameter rows of every rule for items of ``kind`` (from the process's
+    copy, ``aml.catalog``: no query)."""
+    return catalog.enabled_for(kind=kind)
 
 
 def evaluate(item: Item, parameters: Iterable[RuleParameter] | None = None) -> list[Hit]:

@@ -19,3 +19,4 @@ class KycConfig(AppConfig):
         # Migration 0002 seeds the tiers; this puts back any that a database flush removed
         # (as the test runner's does), never changing a tier that exists.
         post_migrate.connect(_ensure_tiers, sender=self, dispatch_uid="kyc.ensure_tiers")
+        from kyc import catalog  # noqa: F401  (connects the catalog's change signals)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import User
 from blockchain.models import Withdrawal, WithdrawalStatus
 from kootabase.errors import Conflict, NotFound
+from kyc import catalog
 from kyc.models import KycProfile, KycSubmission, KycTier, SubmissionStatus
 from marketdata.models import MarketState
 from orders.pricing import ceil_to
@@ -45,7 +46,7 @@ def tiers_list() -> list[KycTier]:
 
 
 def tier_get(*, level: int) -> KycTier | None:
-    return KycTier.objects.filter(level=level).first()
+    return catalog.tier_by_level(level)
 
 
 def tier_of_user(*, user: User) -> KycTier:

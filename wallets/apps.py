@@ -6,3 +6,6 @@ class WalletsConfig(AppConfig):
 
     name = "wallets"
     verbose_name = "Wallets and ledger"
+
+    def ready(self) -> None:
+        from wallets import catalog  # noqa: F401  (connects the catalog's change signals)

@@ -51,9 +51,9 @@ def test_a_fee_tier_added_after_loading_applies_to_the_next_order(alice_client, 
 
 def test_another_process_changing_the_version_makes_this_one_reload(eth_usdt, django_assert_num_queries, monkeypatch):
     market_get(symbol="ETH-USDT")
-    cache.set(catalog.VERSION_KEY, "changed elsewhere", None)  # as another process's change does
+    cache.set(catalog.markets.version_key, "changed elsewhere", None)  # as another process's change does
     with django_assert_num_queries(0):
         market_get(symbol="ETH-USDT")  # read again only after CHECK_INTERVAL
-    monkeypatch.setattr(catalog, "CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(catalog.markets, "check_interval", 0.0)
     with django_assert_num_queries(2):  # markets with their currencies, and the fee tiers
         market_get(symbol="ETH-USDT")

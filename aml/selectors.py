@@ -10,7 +10,8 @@ from django.db import models
 from django.db.models import QuerySet
 
 from aml.models import Case, CaseStatus, ItemKind
-from blockchain.models import Deposit, DepositStatus, Withdrawal, WithdrawalStatus
+from blockchain.models import Asset, Deposit, DepositStatus, Withdrawal, WithdrawalStatus
+from kootabase.statements import Statement
 from wallets.models import MONEY, Transfer
 
 # A withdrawal "went to" its address once it was approved: it is paid or on its way.
@@ -34,6 +35,36 @@ def _items(*, kind: str, user_id: int, since: datetime, until: datetime) -> Quer
     raise ValueError(f"unknown item kind {kind!r}")
 
 
+def _window_items(kind: str, *, in_currency: bool, column: str) -> Statement:
+    """The ``column`` of the user's items of ``kind`` in a time window (in one currency if
+    ``in_currency``), as a statement compiled once: every screened item runs it."""
+    model = {ItemKind.DEPOSIT: Deposit, ItemKind.WITHDRAWAL: Withdrawal, ItemKind.TRANSFER: Transfer}[kind]
+    time_field = model._meta.get_field("credited_at" if kind == ItemKind.DEPOSIT else "created_at")
+    user_field = model._meta.get_field("sender" if kind == ItemKind.TRANSFER else "user")
+    currency_field = (Asset if kind == ItemKind.DEPOSIT else model)._meta.get_field("currency")
+
+    def build(user_id: int, since: datetime, until: datetime, currency_id: int | None = None) -> QuerySet:
+        items = _items(kind=kind, user_id=user_id, since=since, until=until)
+        if in_currency:
+            items = (
+                items.filter(asset__currency_id=currency_id)
+                if kind == ItemKind.DEPOSIT
+                else items.filter(currency_id=currency_id)
+            )
+        return items.values_list(column)
+
+    fields = {"user_id": user_field, "since": time_field, "until": time_field}
+    return Statement(build, **fields, **({"currency_id": currency_field} if in_currency else {}))
+
+
+_WINDOW_STATEMENTS = {
+    (kind, in_currency, column): _window_items(kind, in_currency=in_currency, column=column)
+    for kind in ItemKind.values
+    for in_currency in (False, True)
+    for column in ("pk", "amount")
+}
+
+
 def items_in_window(
     *, kind: str, user_id: int, since: datetime, until: datetime, currency_id: int | None, with_total: bool
 ) -> tuple[int, Decimal | None]:
@@ -41,16 +72,15 @@ def items_in_window(
     included; deposits by the time they were credited), in one currency or all, and, if
     ``with_total``, their amounts added up (exactly, in Python, on every backend).
     One indexed query."""
-    items = _items(kind=kind, user_id=user_id, since=since, until=until)
-    if currency_id is not None:
-        items = (
-            items.filter(asset__currency_id=currency_id)
-            if kind == ItemKind.DEPOSIT
-            else items.filter(currency_id=currency_id)
-        )
+    if kind not in ItemKind.values:
+        raise ValueError(f"unknown item kind {kind!r}")
+    in_currency = currency_id is not None
+    values = {"user_id": user_id, "since": since, "until": until} | (
+        {"currency_id": currency_id} if in_currency else {}
+    )
     if not with_total:
-        return items.count(), None
-    amounts = list(items.values_list("amount", flat=True))
+        return _WINDOW_STATEMENTS[(kind, in_currency, "pk")].count(**values), None
+    amounts = [amount for (amount,) in _WINDOW_STATEMENTS[(kind, in_currency, "amount")].rows(**values)]
     with localcontext(MONEY):
         return len(amounts), sum(amounts, Decimal(0))
 

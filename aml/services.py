@@ -194,8 +194,8 @@ def transfer_screen(*, transfer: Transfer, sender: User, recipient: User, curren
     """Screen a new transfer inside ``transfer_create``'s transaction, before money moves.
     A hit holds the amount in the sender's balance (``insufficient_funds`` rolls the
     whole transfer back), puts the transfer in ``review`` and opens a case; the caller
-    then moves nothing more. A clean transfer costs the parameters query and one query
-    per velocity limit."""
+    then moves nothing more. A clean transfer costs one query per velocity limit (the
+    parameters come from the process's copy, ``aml.catalog``)."""
     item, hits = _screen(
         kind=ItemKind.TRANSFER,
         pk=transfer.pk,

@@ -40,6 +40,7 @@ from accounts.models import User
 from audit import actions
 from audit.services import audit_record
 from kootabase.errors import Conflict, NotFound, PermissionDenied, ServiceError
+from kootabase.statements import Statement
 from kyc import selectors
 from kyc.models import DOCUMENT_TYPES, DocumentKind, KycDocument, KycProfile, KycSubmission, SubmissionStatus
 from kyc.tiers import MAX_LEVEL
@@ -56,21 +57,43 @@ def _kyc_lock(user: User) -> KycProfile:
     another's creation waits for an exclusive lock on the row and then has it. (An insert
     failing on the duplicate would hold a shared lock instead, and two of those, each
     then asking for the exclusive one, deadlock.)"""
-    profile = KycProfile.objects.select_for_update().filter(user=user).first()
+    profile = _profile_locked(user.pk)
     if profile is None:
         target = {"unique_fields": ["user"]} if connection.features.supports_update_conflicts_with_target else {}
         KycProfile.objects.bulk_create(
             [KycProfile(user=user, tier_id=0)], update_conflicts=True, update_fields=["user"], **target
         )
-        profile = KycProfile.objects.select_for_update().get(user=user)
+        profile = _profile_locked(user.pk)
+        if profile is None:
+            raise RuntimeError(f"the KYC profile of user {user.pk} could not be created")
     return profile
+
+
+_PROFILE_COLUMNS = ("id", "user_id", "tier_id")
+
+
+# ``SELECT ... FOR UPDATE`` of one user's profile, built once: every transfer and
+# withdrawal runs it.
+_profile_for_update = Statement(
+    lambda user_id: KycProfile.objects.select_for_update().filter(user_id=user_id).values_list(*_PROFILE_COLUMNS),
+    user_id=KycProfile._meta.get_field("user"),
+)
+
+
+def _profile_locked(user_id: int) -> KycProfile | None:
+    rows = _profile_for_update.rows(user_id=user_id)
+    return (
+        KycProfile.from_db(connection.alias, list(_PROFILE_COLUMNS), rows[0]) if rows else None
+    )  # updated_at deferred
 
 
 def _enforce(
     *, user: User, currency: Currency, amount: Decimal, what: str, limit_of: str, used: Callable[[], Fraction]
 ) -> None:
     profile = _kyc_lock(user)
-    tier = profile.tier
+    tier = selectors.tier_get(level=profile.tier_id)
+    if tier is None:  # tiers are seeded by migration and restored after a flush
+        raise RuntimeError(f"KYC tier {profile.tier_id} is missing: run manage.py migrate")
     if currency.kind == Currency.Kind.FIAT and not tier.fiat_allowed:
         raise PermissionDenied(
             "kyc_fiat_not_allowed",

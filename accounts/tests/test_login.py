@@ -2,6 +2,7 @@ import pytest
 from django.contrib.sessions.models import Session
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 
@@ -98,3 +99,79 @@ def test_inactive_user_cannot_log_in(api_client, user, password):
     User.objects.filter(pk=user.pk).update(is_active=False)
     response = api_client.post("/api/v1/auth/token", {"email": user.email, "password": password})
     assert response.status_code == 401
+
+
+@pytest.mark.django_db
+def test_an_access_token_stops_working_at_once_when_its_user_is_deactivated_or_gone(api_client, user, password):
+    tokens = api_client.post("/api/v1/auth/token", {"email": user.email, "password": password}).json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert client.get("/api/v1/me").status_code == 200
+
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    inactive = client.get("/api/v1/me")
+    assert (inactive.status_code, inactive.json()["code"], inactive.json()["message"]) == (
+        401,
+        "authentication_failed",
+        "User is inactive",
+    )
+    User.objects.filter(pk=user.pk).update(is_active=True)
+    assert client.get("/api/v1/me").status_code == 200
+
+    token = AccessToken.for_user(user)
+    token["user_id"] = user.pk + 1000  # signed, but of no user
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    gone = client.get("/api/v1/me")
+    assert (gone.status_code, gone.json()["code"], gone.json()["message"]) == (
+        401,
+        "authentication_failed",
+        "User not found",
+    )
+
+
+@pytest.mark.django_db
+def test_the_token_users_row_is_read_as_the_orm_reads_it(user):
+    from django.utils import timezone
+
+    from accounts.selectors import user_get_by_id
+
+    User.objects.filter(pk=user.pk).update(frozen_at=timezone.now(), frozen_reason="check", last_login=timezone.now())
+    expected = User.objects.get(pk=user.pk)
+    for _ in range(2):  # compiled on the first call, reused on the second
+        loaded = user_get_by_id(pk=user.pk)
+        fields = [field.attname for field in User._meta.concrete_fields]
+        assert [getattr(loaded, name) for name in fields] == [getattr(expected, name) for name in fields]
+        assert not loaded._state.adding and loaded._state.db == expected._state.db
+    assert user_get_by_id(pk=user.pk + 1000) is None
+
+
+@pytest.mark.django_db
+def test_a_token_verified_before_is_still_refused_once_expired(user):
+    from datetime import timedelta
+
+    from accounts.api import authentication
+
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=-timedelta(seconds=1))  # signed, but expired
+    raw = str(token)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    uncached = client.get("/api/v1/me")
+    assert uncached.status_code == 401
+    # As if it had been verified while it was still valid:
+    authentication._verified[raw.encode()] = (AccessToken, dict(token.payload))
+    cached = client.get("/api/v1/me")
+    assert (cached.status_code, cached.json()) == (401, uncached.json())
+    assert raw.encode() not in authentication._verified
+
+
+@pytest.mark.django_db
+def test_a_verified_token_is_reused_only_for_its_exact_bytes(user, password):
+    tokens = APIClient().post("/api/v1/auth/token", {"email": user.email, "password": password}).json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert [client.get("/api/v1/me").status_code for _ in range(2)] == [200, 200]
+    head, payload, signature = tokens["access"].split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
+    assert client.get("/api/v1/me").status_code == 401

@@ -15,6 +15,7 @@ from blockchain.models import Withdrawal
 from blockchain.services import withdrawal_cancel
 from blockchain.tests.conftest import request_withdrawal
 from kootabase.errors import ServiceError
+from kyc.models import KycTier
 from kyc.services import kyc_check_withdrawal
 from kyc.tests.conftest import D, client_of, trade_at
 from kyc.tests.helpers import kyc_verified
@@ -55,6 +56,16 @@ def test_tier_0_transfers_stop_at_its_24h_limit_and_the_refusal_changes_nothing(
         "reference_currency": "USDT",
     }
     assert Transfer.objects.filter(sender=alice).count() == 2
+
+
+def test_a_limit_edited_after_the_tiers_were_loaded_applies_to_the_next_transfer(alice, bob, unchanged):
+    send(alice, bob, "600", key="a")  # the tiers are loaded now
+    tier = KycTier.objects.get(level=0)
+    tier.transfer_limit_24h = D("700")
+    tier.save()  # as the back office saves it
+    with unchanged():
+        error = refused(lambda: send(alice, bob, "200", key="b"), "kyc_limit_exceeded")
+    assert error.details["limit"] == "700"
 
 
 def test_other_currencies_count_at_the_last_trade_price(alice, bob, eth_at_2000, unchanged):

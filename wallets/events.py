@@ -10,13 +10,16 @@ places, as in ``GET /api/v1/wallets``)::
     {"type": "user.balances", "balances": [{"currency": "ETH", "available": "1.5", "locked": "0"}]}
 
 One call covers a whole ``ledger_post_batch``: the matcher's batch of a thousand legs
-sends one message per user, not one per leg. Where the posting wrote both balances of a
-currency (a hold, a release) their values are exact as of the commit, since the rows
-stay locked until then. Where it wrote only one (a transfer, a deposit, a trade leg),
-both are read in one query after the commit, so the message never shows the other
-balance from before a transaction that committed first. Messages of different
-transactions may still arrive out of order across processes; a client that needs the
-authority reads ``GET /api/v1/wallets`` (after a reconnect, for instance).
+sends one message per user, not one per leg. The values are the balances as the posting
+left them: the posting locks both balances of every user and currency it touches, also
+the one it does not write (a transfer writes only the available balances; it locks the
+locked ones beside them, ``services._apply``), and both stay locked until the commit.
+Only where the process does not know the other account's id yet (``wallets.account_ids``:
+its first posting for that user and currency) are both read in one query after the
+commit. Several postings in one transaction send one message each, the last with the
+balances as the transaction left them. Messages of different transactions may still
+arrive out of order across processes; a client that needs the authority reads
+``GET /api/v1/wallets`` (after a reconnect, for instance).
 
 Sent through ``kootabase.events.broadcast_after_commit`` (nothing is sent for a
 rollback, or for a savepoint rolled back); a failure to read or send is logged and

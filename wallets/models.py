@@ -77,9 +77,13 @@ class MoneyField(models.DecimalField):
         }
 
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
-        if value is None or hasattr(value, "as_sql"):
+        if type(value) is Decimal:  # the ledger's hot path: thousands of legs per matcher batch
+            if not value.is_finite():
+                raise ValueError(f"{value} is not a ledger amount")
+        elif value is None or hasattr(value, "as_sql"):
             return value
-        value = self.to_python(value)
+        else:
+            value = self.to_python(value)
         if value.copy_abs() >= AMOUNT_LIMIT:
             raise ValueError(f"{value} is out of the range of a ledger amount")
         try:

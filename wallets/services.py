@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 from typing import Any, Literal, TypeVar
@@ -28,7 +28,7 @@ from audit import actions
 from audit.services import audit_record
 from kootabase.errors import Conflict, ServiceError
 from kyc.services import kyc_check_transfer
-from wallets import sql
+from wallets import account_ids, catalog, sql
 from wallets.events import balances_changed
 from wallets.locks import retry_on_deadlock
 from wallets.models import (
@@ -80,7 +80,7 @@ class Posting:
 def currency_get_enabled(*, code: str, purpose: CurrencyPurpose | None = None) -> Currency:
     """The active currency ``code``, enabled for ``purpose``; ``unknown_currency`` or
     ``currency_disabled`` otherwise."""
-    currency = sql.currency_by_code(str(code).strip().upper())
+    currency = catalog.currency_by_code(str(code).strip().upper())
     if currency is None:
         raise ServiceError("unknown_currency", f"Unknown currency {code!r}.", details={"currency": str(code)})
     if not currency.is_active or (purpose is not None and not getattr(currency, f"{purpose}_enabled")):
@@ -115,7 +115,25 @@ def amount_validate(*, amount: Decimal, currency: Currency) -> Decimal:
 # --- Ledger accounts ------------------------------------------------------------------
 
 
+_USER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
+_ACCOUNT_FIELDS = ["id", "user_id", "currency_id", "kind"]
+
+
+def _sibling(key: AccountKey) -> AccountKey | None:
+    """The user's other balance of the same currency (locked for available and back)."""
+    user_id, currency_id, kind = key
+    if user_id is None:
+        return None
+    return (user_id, currency_id, AccountKind.LOCKED if kind == AccountKind.AVAILABLE else AccountKind.AVAILABLE)
+
+
+def _account(key: AccountKey, pk: int) -> LedgerAccount:
+    return LedgerAccount.from_db(DEFAULT_DB_ALIAS, _ACCOUNT_FIELDS, (pk, *key))
+
+
 def _accounts_fetch(keys: set[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+    """The accounts of ``keys`` that exist; the ids found are remembered once the
+    transaction commits (``wallets.account_ids``)."""
     if not keys:
         return {}
     found = sql.accounts_select(
@@ -124,6 +142,7 @@ def _accounts_fetch(keys: set[AccountKey]) -> dict[AccountKey, LedgerAccount]:
         kinds={kind for _, _, kind in keys},
     )
     by_key = {(a.user_id, a.currency_id, a.kind): a for a in found}
+    account_ids.remember_after_commit((key, account.pk) for key, account in by_key.items())
     return {key: by_key[key] for key in keys if key in by_key}
 
 
@@ -132,13 +151,23 @@ def ledger_accounts_ensure(
 ) -> dict[AccountKey, LedgerAccount]:
     """The ledger accounts for ``keys`` (user id or None, currency id, kind), created on
     demand, with their currency loaded (pass the ``currencies`` you hold to save a
-    query). At most four queries for any number of keys."""
+    query). A user's available and locked accounts of a currency are created together,
+    so a posting can always lock the other one too (see ``_apply``). At most four
+    queries for any number of keys, none when this process knows their ids already
+    (``wallets.account_ids``)."""
     wanted = set(keys)
     for user_id, _, kind in wanted:
-        if (user_id is None) != (kind not in (AccountKind.AVAILABLE, AccountKind.LOCKED)):
+        if (user_id is None) != (kind not in _USER_KINDS):
             raise ValueError(f"account kind {kind!r} does not fit owner {user_id!r}")
-    found = _accounts_fetch(wanted)
-    missing = wanted - found.keys()
+    pairs = wanted | {sibling for key in wanted if (sibling := _sibling(key)) is not None}
+    found: dict[AccountKey, LedgerAccount] = {}
+    for key in pairs:
+        pk = account_ids.get(key)
+        if pk is not None:
+            found[key] = _account(key, pk)
+    if len(found) < len(pairs):
+        found |= _accounts_fetch(pairs - found.keys())
+    missing = pairs - found.keys()
     if missing:
         LedgerAccount.objects.bulk_create(
             [LedgerAccount(user_id=u, currency_id=c, kind=k) for u, c, k in sorted(missing, key=str)],
@@ -147,6 +176,7 @@ def ledger_accounts_ensure(
         found |= _accounts_fetch(missing)
         if missing - found.keys():
             raise RuntimeError(f"could not create ledger accounts {sorted(missing - found.keys(), key=str)}")
+    found = {key: found[key] for key in wanted}
     known = {currency.pk: currency for currency in currencies}
     unknown = {currency_id for _, currency_id, _ in wanted} - known.keys()
     if unknown:
@@ -186,6 +216,10 @@ def _currencies_of(postings: Sequence[Posting]) -> dict[int, Currency]:
     return currencies
 
 
+_REFERENCE_MAX = JournalEntry._meta.get_field("reference").max_length
+_KEY_MAX = JournalEntry._meta.get_field("idempotency_key").max_length
+
+
 def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
     """Check every posting before touching the database; returns the currencies by id."""
     currencies = _currencies_of(postings)
@@ -193,27 +227,35 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
     if len(keys) != len(set(keys)):
         raise ValueError("the same idempotency key appears twice in one batch")
     kinds = frozenset(EntryKind.values)
+    quanta = {pk: Decimal(1).scaleb(-currency.precision) for pk, currency in currencies.items()}
     with localcontext(MONEY):
         for posting in postings:
             if posting.kind not in kinds:
                 raise ValueError(f"unknown entry kind {posting.kind!r}")
+            if len(posting.reference) > _REFERENCE_MAX or len(posting.idempotency_key or "") > _KEY_MAX:
+                raise ValueError("a reference or idempotency key longer than its column")
             if len(posting.legs) < 2:
                 raise ValueError("a journal entry needs at least two legs")
             totals: dict[int, Decimal] = defaultdict(Decimal)
             for leg in posting.legs:
                 if leg.account.id is None:
                     raise ValueError("legs must refer to saved ledger accounts")
-                amount, currency = leg.amount, currencies[leg.account.currency_id]
+                amount, currency_id = leg.amount, leg.account.currency_id
                 if not isinstance(amount, Decimal) or not amount.is_finite():
                     raise ServiceError("amount_invalid", "The amount is not a number.")
                 if not amount:
                     raise ValueError("a leg cannot be zero")
+                currency = currencies[currency_id]
                 if not currency.is_active:
                     raise ServiceError(
                         "currency_disabled", f"{currency.code} is disabled.", details={"currency": currency.code}
                     )
-                amount_validate(amount=amount.copy_abs(), currency=currency)
-                totals[currency.id] += amount
+                magnitude = amount.copy_abs()
+                if magnitude >= AMOUNT_LIMIT or magnitude != magnitude.quantize(
+                    quanta[currency_id], context=_ROUNDING_FREE
+                ):
+                    amount_validate(amount=magnitude, currency=currency)  # raises the specific error
+                totals[currency_id] += amount
             unbalanced = {currencies[c].code: str(t) for c, t in totals.items() if t}
             if unbalanced:
                 raise ValueError(f"legs do not sum to zero per currency: {unbalanced}")
@@ -223,25 +265,14 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
 def _replayed_entries(postings: Sequence[Posting], entries: list[JournalEntry]) -> dict[int, JournalEntry]:
     """Insert the entries; for keys stored before (or by a concurrent transaction that
     won the race) return the stored entries by posting index instead."""
-    keyed = {p.idempotency_key: i for i, p in enumerate(postings) if p.idempotency_key}
-    if not keyed:
-        sql.entries_insert(entries)
+    skipped = sql.entries_insert(entries, skip_stored_keys=any(p.idempotency_key for p in postings))
+    if not skipped:
         return {}
-    replayed: dict[int, JournalEntry] = {}
-    for _ in range(3):
-        pending = [e for i, e in enumerate(entries) if i not in replayed]
-        try:
-            with transaction.atomic():
-                sql.entries_insert(pending)
-            return replayed
-        except IntegrityError:
-            stored = JournalEntry.objects.filter(idempotency_key__in=list(keyed)).in_bulk(field_name="idempotency_key")
-            if not stored.keys() - {entries[i].idempotency_key for i in replayed}:
-                raise
-            replayed = {keyed[key]: entry for key, entry in stored.items()}
-            for entry in pending:  # the failed insert may have left ids on them
-                entry.pk = None
-    raise Conflict("idempotency_conflict", "Concurrent requests with the same keys; try again.")
+    keys = [entries[i].idempotency_key for i in sorted(skipped)]
+    stored = JournalEntry.objects.filter(idempotency_key__in=keys).in_bulk(field_name="idempotency_key")
+    if stored.keys() != set(keys):  # cannot happen: a skipped key is stored and committed
+        raise Conflict("idempotency_conflict", "Concurrent requests with the same keys; try again.")
+    return {i: stored[entries[i].idempotency_key] for i in skipped}
 
 
 def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry]) -> None:
@@ -279,11 +310,27 @@ def _refuse(balance: Decimal, user_id: int | None, currency: Currency, kind: str
 
 def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
     """Lock the balance rows, check, write the legs and the balances."""
-    accounts = {leg.account.id: leg.account for posting in postings for leg in posting.legs}
-    account_ids = accounts.keys()
-    locked = sql.accounts_lock(account_ids)
-    if locked.keys() != account_ids:
-        raise ValueError(f"unknown ledger accounts {sorted(account_ids - locked.keys())}")
+    expected: dict[int, AccountKey] = {}
+    for posting in postings:
+        for leg in posting.legs:
+            account = leg.account
+            key = (account.user_id, account.currency_id, account.kind)
+            if expected.setdefault(account.id, key) != key:  # two keys for one id: one of them is wrong
+                account_ids.forget()
+                raise ValueError(f"unknown ledger accounts {[account.id]}: the id stands for two accounts")
+    # The users' other balances of these currencies are locked too (when this process knows
+    # their ids), so the balance events carry both balances as this posting leaves them,
+    # with nothing read back after the commit.
+    for key in list(expected.values()):
+        sibling = _sibling(key)
+        pk = account_ids.get(sibling) if sibling is not None else None
+        if pk is not None:
+            expected.setdefault(pk, sibling)
+    locked = sql.accounts_lock(expected.keys())
+    if any(locked.get(pk, (None, None))[1] != key for pk, key in expected.items()):
+        account_ids.forget()  # an id this process remembered is wrong: the database changed under it
+        wrong = sorted(pk for pk, key in expected.items() if locked.get(pk, (None, None))[1] != key)
+        raise ValueError(f"unknown ledger accounts {wrong}")
     balances = {pk: balance for pk, (balance, _) in locked.items()}
     legs: list[tuple[int, int, Decimal, Decimal]] = []
     with localcontext(MONEY):
@@ -295,7 +342,7 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
                 legs.append((entry_id, pk, leg.amount, balance))
             for leg in posting.legs:
                 account = leg.account
-                balance, user_id = balances[account.id], locked[account.id][1]
+                balance, user_id = balances[account.id], account.user_id
                 if (user_id is not None and balance < 0) or balance.copy_abs() >= AMOUNT_LIMIT:
                     _refuse(balance, user_id, currencies[account.currency_id], account.kind, index)
     sql.legs_insert(legs)
@@ -304,9 +351,9 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
         sql.balances_update(changed)
     # Each user whose balances moved hears of it once, after the commit (wallets.events).
     users: dict[tuple[int, int], dict[str, Decimal]] = defaultdict(dict)
-    for pk, account in accounts.items():
-        if account.user_id is not None:
-            users[(account.user_id, account.currency_id)][account.kind] = balances[pk]
+    for pk, (user_id, currency_id, kind) in expected.items():
+        if user_id is not None:
+            users[(user_id, currency_id)][kind] = balances[pk]
     balances_changed(changes=users, currencies=currencies)
 
 
@@ -359,26 +406,54 @@ def _post_one(kind: str, legs: Sequence[Leg], reference: str = "", idempotency_k
 # --- Holds and settlement -------------------------------------------------------------
 
 
-def _between(user: User, currency: Currency, debit: str, credit: str) -> tuple[LedgerAccount, LedgerAccount]:
+def _move(
+    user: User,
+    currency: Currency,
+    amount: Decimal,
+    debit: str,
+    credit: str,
+    kind: str,
+    reference: str,
+    idempotency_key: str | None,
+) -> JournalEntry:
+    """Move ``amount`` between two of the user's balances of ``currency`` (a hold, a release)."""
+    amount = amount_validate(amount=amount, currency=currency)
     keys = [(user.pk, currency.pk, debit), (user.pk, currency.pk, credit)]
     accounts = ledger_accounts_ensure(keys=keys, currencies=[currency])
-    return accounts[(user.pk, currency.pk, debit)], accounts[(user.pk, currency.pk, credit)]
-
-
-@retry_on_deadlock
-@transaction.atomic
-def funds_hold(
-    *, user: User, currency: Currency, amount: Decimal, reference: str = "", idempotency_key: str | None = None
-) -> JournalEntry:
-    """Move ``amount`` from the user's available balance to their locked balance."""
-    amount = amount_validate(amount=amount, currency=currency)
-    available, locked = _between(user, currency, AccountKind.AVAILABLE, AccountKind.LOCKED)
     return _post_one(
-        kind=EntryKind.HOLD,
-        legs=[Leg(available, amount.copy_negate()), Leg(locked, amount)],
+        kind=kind,
+        legs=[Leg(accounts[keys[0]], amount.copy_negate()), Leg(accounts[keys[1]], amount)],
         reference=reference,
         idempotency_key=idempotency_key,
     )
+
+
+@retry_on_deadlock
+def funds_hold(
+    *,
+    user: User,
+    currency: Currency,
+    amount: Decimal,
+    reference: str = "",
+    idempotency_key: str | None = None,
+    savepoint: bool = True,
+) -> JournalEntry:
+    """Move ``amount`` from the user's available balance to their locked balance.
+
+    Inside a caller's transaction the hold runs in a savepoint, so a refused hold leaves
+    that transaction usable. ``savepoint=False`` for a caller whose whole transaction is
+    rolled back on any error (an order's placement): two round trips fewer."""
+    with transaction.atomic(savepoint=savepoint):
+        return _move(
+            user,
+            currency,
+            amount,
+            AccountKind.AVAILABLE,
+            AccountKind.LOCKED,
+            EntryKind.HOLD,
+            reference,
+            idempotency_key,
+        )
 
 
 @retry_on_deadlock
@@ -387,13 +462,8 @@ def funds_release(
     *, user: User, currency: Currency, amount: Decimal, reference: str = "", idempotency_key: str | None = None
 ) -> JournalEntry:
     """Move ``amount`` from the user's locked balance back to their available balance."""
-    amount = amount_validate(amount=amount, currency=currency)
-    locked, available = _between(user, currency, AccountKind.LOCKED, AccountKind.AVAILABLE)
-    return _post_one(
-        kind=EntryKind.RELEASE,
-        legs=[Leg(locked, amount.copy_negate()), Leg(available, amount)],
-        reference=reference,
-        idempotency_key=idempotency_key,
+    return _move(
+        user, currency, amount, AccountKind.LOCKED, AccountKind.AVAILABLE, EntryKind.RELEASE, reference, idempotency_key
     )
 
 
@@ -427,19 +497,18 @@ def funds_settle(
 # --- Idempotent business records ------------------------------------------------------
 
 
-def _create_once(
-    model: type[M], *, key: dict[str, Any], compared: dict[str, Any], extra: dict[str, Any]
-) -> tuple[M, bool]:
-    """Insert a row carrying an idempotency key, or return the row a previous or
-    concurrent request stored under that key; the flag says whether it is new.
+def _once(model: type[M], *, key: dict[str, Any], compared: dict[str, Any], create: Callable[[], M]) -> M:
+    """``create()``, or the row a previous or concurrent request stored under the same
+    idempotency ``key``.
 
-    Must run inside the caller's transaction. The insert runs in a savepoint: a
-    concurrent duplicate waits on the unique index, then fails and reads the winner.
-    ``idempotency_conflict`` when the stored row differs in a ``compared`` field.
+    ``create`` runs the service's whole transaction, whose insert of the row carrying the
+    key fails on the unique index when the key was used (a concurrent duplicate waits on
+    the index, then fails). The failure rolls the whole transaction back, and the stored
+    row is read after it: no savepoint around the insert (two round trips fewer on every
+    request). ``idempotency_conflict`` when the stored row differs in a ``compared`` field.
     """
     try:
-        with transaction.atomic():
-            return sql.row_insert(model(**key, **compared, **extra)), True
+        return create()
     except IntegrityError:
         stored = model.objects.filter(**key).first()
         if stored is None:
@@ -450,7 +519,7 @@ def _create_once(
             "This idempotency key was already used for a different request.",
             details={"idempotency_key": str(key["idempotency_key"])},
         )
-    return stored, False
+    return stored
 
 
 # --- Transfers ------------------------------------------------------------------------
@@ -477,19 +546,16 @@ def transfer_create(
         raise ServiceError("unknown_recipient", "No active user has this email.")
     if recipient.pk == sender.pk:
         raise ServiceError("self_transfer", "You cannot transfer to yourself.")
-    with transaction.atomic():
+    key = {"sender_id": sender.pk, "idempotency_key": idempotency_key}
+    compared = {"recipient_id": recipient.pk, "currency_id": currency.pk, "amount": amount}
+
+    @transaction.atomic
+    def create() -> Transfer:
         accounts = ledger_accounts_ensure(
             keys=[(sender.pk, currency.pk, AccountKind.AVAILABLE), (recipient.pk, currency.pk, AccountKind.AVAILABLE)],
             currencies=[currency],
         )
-        transfer, created = _create_once(
-            Transfer,
-            key={"sender_id": sender.pk, "idempotency_key": idempotency_key},
-            compared={"recipient_id": recipient.pk, "currency_id": currency.pk, "amount": amount},
-            extra={},
-        )
-        if not created:
-            return transfer
+        transfer = sql.row_insert(Transfer(**key, **compared))
         kyc_check_transfer(user=sender, currency=currency, transfer=transfer)  # the KYC tier, under the KYC lock
         from aml.services import transfer_screen  # aml builds on this module
 
@@ -503,7 +569,9 @@ def transfer_create(
             ],
             reference=transfer.reference,
         )
-    return transfer
+        return transfer
+
+    return _once(Transfer, key=key, compared=compared, create=create)
 
 
 # --- Manual adjustments ---------------------------------------------------------------
@@ -532,19 +600,15 @@ def adjustment_post(
     signed = amount if direction == "credit" else amount.copy_negate()
     compared = {"user_id": user.pk, "currency_id": currency.pk, "amount": signed}
     extra = {"reason": reason.strip(), "actor": actor, "created_by": created_by}
-    with transaction.atomic():
+    key = {"idempotency_key": idempotency_key} if idempotency_key else {}
+
+    @transaction.atomic
+    def create() -> Adjustment:
         accounts = ledger_accounts_ensure(
             keys=[(user.pk, currency.pk, AccountKind.AVAILABLE), (None, currency.pk, AccountKind.ADJUSTMENT)],
             currencies=[currency],
         )
-        if idempotency_key:
-            adjustment, created = _create_once(
-                Adjustment, key={"idempotency_key": idempotency_key}, compared=compared, extra=extra
-            )
-            if not created:
-                return adjustment
-        else:
-            adjustment = sql.row_insert(Adjustment(**compared, **extra))
+        adjustment = sql.row_insert(Adjustment(**key, **compared, **extra))
         _post_one(
             kind=EntryKind.ADJUSTMENT,
             legs=[
@@ -566,7 +630,9 @@ def adjustment_post(
                 "by": actor,
             },
         )
-    return adjustment
+        return adjustment
+
+    return _once(Adjustment, key=key, compared=compared, create=create) if key else create()
 
 
 def currency_create(

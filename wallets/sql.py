@@ -17,8 +17,10 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from kootabase.db import UPDATE_ROWS_PER_STATEMENT, execute
 from wallets.locks import ledger_accounts_lock
 from wallets.models import JournalEntry, LedgerAccount, LedgerLeg
 
@@ -39,54 +41,104 @@ def _chunks(rows: Sequence[Any], columns: int) -> Iterable[Sequence[Any]]:
 def _lock_sql(vendor: str, count: int) -> str:
     sql, _ = (
         ledger_accounts_lock(account_ids=range(count))
-        .values_list("pk", "balance", "user_id")
+        .values_list("pk", "balance", "user_id", "currency_id", "kind")
         .query.get_compiler(DEFAULT_DB_ALIAS)
         .as_sql()
     )
     return sql
 
 
-def accounts_lock(account_ids: Iterable[int]) -> dict[int, tuple[Decimal, int | None]]:
-    """Lock the balance rows (ascending id, one statement); returns id -> (balance, user id)."""
+def accounts_lock(account_ids: Iterable[int]) -> dict[int, tuple[Decimal, tuple[int | None, int, str]]]:
+    """Lock the balance rows (ascending id, one statement); returns id -> (balance, (user
+    id, currency id, kind))."""
     connection = _connection()
     ids = sorted(set(account_ids))
     field = LedgerAccount._meta.get_field("balance")
     with connection.cursor() as cursor:
-        cursor.execute(_lock_sql(connection.vendor, len(ids)), ids)
-        return {pk: (field.from_db_value(balance, None, connection), user_id) for pk, balance, user_id in cursor}
+        execute(cursor, connection, _lock_sql(connection.vendor, len(ids)), ids)
+        return {
+            pk: (field.from_db_value(balance, None, connection), (user_id, currency_id, kind))
+            for pk, balance, user_id, currency_id, kind in cursor
+        }
 
 
 @lru_cache(maxsize=256)
-def _insert_sql(vendor: str, table: str, columns: tuple[str, ...], rows: int, returning: str | None) -> str:
-    quote = _connection().ops.quote_name
+def _insert_sql(
+    vendor: str,
+    table: str,
+    columns: tuple[str, ...],
+    rows: int,
+    returning: tuple[str, ...] | str | None,
+    skip_conflicts: bool = False,
+) -> str:
+    ops = _connection().ops
+    quote = ops.quote_name
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES {', '.join([row] * rows)}"  # noqa: S608 - names from model metadata, values are parameters
-    return f"{sql} RETURNING {quote(returning)}" if returning else sql
+    insert = ops.insert_statement(on_conflict=OnConflict.IGNORE if skip_conflicts else None)
+    sql = f"{insert} {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES {', '.join([row] * rows)}"
+    if skip_conflicts:
+        sql += ops.on_conflict_suffix_sql([], OnConflict.IGNORE, None, None)
+    if isinstance(returning, str):
+        returning = (returning,)
+    return f"{sql} RETURNING {', '.join(quote(name) for name in returning)}" if returning else sql
 
 
-def entries_insert(entries: list[JournalEntry]) -> None:
-    """Insert the entries and set their ids (one statement where the backend returns ids)."""
+_ENTRY_COLUMNS = ("kind", "reference", "idempotency_key", "created_at")
+
+
+def entries_insert(entries: list[JournalEntry], *, skip_stored_keys: bool = False) -> set[int]:
+    """Insert the entries and set their ids (one statement where the backend returns ids).
+
+    With ``skip_stored_keys`` an entry whose idempotency key is stored already (by an
+    earlier transaction, or a concurrent one that committed first: the insert waits for
+    it) is left out without an error, and its index is returned: no savepoint is needed
+    around the insert to survive the duplicate. (The statement ignores conflicts, which
+    MySQL's ``INSERT IGNORE`` and SQLite's ``OR IGNORE`` extend to values that do not
+    fit a column: ``services._validate`` has refused those before.)"""
     connection = _connection()
+    skipped: set[int] = set()
     if not entries:
-        return
-    if not connection.features.can_return_rows_from_bulk_insert:  # MySQL: one insert per entry
-        for entry in entries:
-            entry.save(force_insert=True)
-        return
+        return skipped
     now = timezone.now()
     created_at = JournalEntry._meta.get_field("created_at").get_db_prep_value(now, connection)
-    columns = ("kind", "reference", "idempotency_key", "created_at")
-    for chunk in _chunks(entries, len(columns)):
+    table = JournalEntry._meta.db_table
+    if not connection.features.can_return_rows_from_bulk_insert:  # MySQL: one insert per entry
+        sql = _insert_sql(connection.vendor, table, _ENTRY_COLUMNS, 1, None, skip_stored_keys)
+        for index, entry in enumerate(entries):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [entry.kind, entry.reference, entry.idempotency_key, created_at])
+                if cursor.rowcount == 0:
+                    skipped.add(index)
+                    continue
+                entry.pk, entry.created_at = cursor.lastrowid, now
+            entry._state.adding = False
+        return skipped
+    offset = 0
+    for chunk in _chunks(entries, len(_ENTRY_COLUMNS)):
         params: list[Any] = []
         for entry in chunk:
             params += [entry.kind, entry.reference, entry.idempotency_key, created_at]
-        sql = _insert_sql(connection.vendor, JournalEntry._meta.db_table, columns, len(chunk), "id")
+        sql = _insert_sql(
+            connection.vendor, table, _ENTRY_COLUMNS, len(chunk), ("id", "idempotency_key"), skip_stored_keys
+        )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            ids = [row[0] for row in cursor.fetchall()]
-        for entry, pk in zip(chunk, ids, strict=True):
-            entry.pk, entry.created_at = pk, now
+            execute(cursor, connection, sql, params)
+            rows = cursor.fetchall()
+        # The rows come back in the order inserted; an entry without its row was skipped
+        # (keys are unique in a batch, and an entry without a key is never skipped).
+        returned = iter(rows)
+        row = next(returned, None)
+        for index, entry in enumerate(chunk, start=offset):
+            if row is None or row[1] != entry.idempotency_key:
+                if not skip_stored_keys or entry.idempotency_key is None:
+                    raise RuntimeError("the database returned fewer entries than were inserted")
+                skipped.add(index)
+                continue
+            entry.pk, entry.created_at = row[0], now
             entry._state.adding = False
+            row = next(returned, None)
+        offset += len(chunk)
+    return skipped
 
 
 def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
@@ -104,7 +156,12 @@ def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
                 money.get_db_prep_value(balance_after, connection),
             ]
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(connection.vendor, LedgerLeg._meta.db_table, columns, len(chunk), None), params)
+            execute(
+                cursor,
+                connection,
+                _insert_sql(connection.vendor, LedgerLeg._meta.db_table, columns, len(chunk), None),
+                params,
+            )
 
 
 @lru_cache(maxsize=256)
@@ -117,17 +174,20 @@ def _update_sql(vendor: str, rows: int) -> str:
 
 
 def balances_update(balances: dict[int, Decimal]) -> None:
-    """Write the new balances of rows this transaction has locked."""
+    """Write the new balances of rows this transaction has locked, in id order, at most
+    ``UPDATE_ROWS_PER_STATEMENT`` per statement (the server searches a CASE's WHEN list
+    row by row: one statement over a big batch costs the square of its rows)."""
     connection = _connection()
     field = LedgerAccount._meta.get_field("balance")
     items = sorted(balances.items())
-    for chunk in _chunks(items, 3):
+    for start in range(0, len(items), UPDATE_ROWS_PER_STATEMENT):
+        chunk = items[start : start + UPDATE_ROWS_PER_STATEMENT]
         params: list[Any] = []
         for pk, balance in chunk:
             params += [pk, field.get_db_prep_value(balance, connection)]
         params += [pk for pk, _ in chunk]
         with connection.cursor() as cursor:
-            cursor.execute(_update_sql(connection.vendor, len(chunk)), params)
+            execute(cursor, connection, _update_sql(connection.vendor, len(chunk)), params)
 
 
 @lru_cache(maxsize=256)
@@ -151,43 +211,6 @@ def row_insert(obj: Any) -> Any:
     obj._state.adding = False
     obj._state.db = DEFAULT_DB_ALIAS
     return obj
-
-
-_CURRENCY_COLUMNS = (
-    "id",
-    "code",
-    "name",
-    "kind",
-    "precision",
-    "is_active",
-    "deposits_enabled",
-    "withdrawals_enabled",
-    "trading_enabled",
-    "transfers_enabled",
-)
-
-
-@lru_cache(maxsize=256)
-def _currency_sql(vendor: str) -> str:
-    from wallets.models import Currency
-
-    quote = _connection().ops.quote_name
-    columns = ", ".join(quote(c) for c in _CURRENCY_COLUMNS)
-    return f"SELECT {columns} FROM {quote(Currency._meta.db_table)} WHERE {quote('code')} = %s"  # noqa: S608
-
-
-def currency_by_code(code: str) -> Any:
-    """The currency with this code (its switches read now), or None."""
-    from wallets.models import Currency
-
-    connection = _connection()
-    with connection.cursor() as cursor:
-        cursor.execute(_currency_sql(connection.vendor), [code])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = [*row[:5], *(bool(v) for v in row[5:])]
-    return Currency.from_db(DEFAULT_DB_ALIAS, list(_CURRENCY_COLUMNS), values)
 
 
 @lru_cache(maxsize=256)

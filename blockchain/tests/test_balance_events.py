@@ -54,8 +54,11 @@ def test_a_withdrawal_announces_its_hold_its_settlement_and_a_release(chain, net
     chain.mine(2)
     with after_commit():
         tasks.process_withdrawals()  # confirmed: the amount and the fee leave the locked balance
-    # Two postings (the amount, then the fee), each read after the commit.
-    assert [as_decimals(m) for m in events.take(alice)] == [{"ETH": (D("7.999"), D(0))}] * 2
+    # Two postings (the amount, then the fee), each with the balances as it left them.
+    assert [as_decimals(m) for m in events.take(alice)] == [
+        {"ETH": (D("7.999"), D("0.001"))},
+        {"ETH": (D("7.999"), D(0))},
+    ]
     assert balances_now(alice) == {"ETH": (D("7.999"), D(0))}
 
     with after_commit():

@@ -6,7 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from kootabase.errors import ServiceError
 from wallets import services
@@ -159,3 +160,29 @@ def test_a_real_commit_sends_the_event_and_a_rollback_does_not(usdt):
     assert events.take(carol) == []
     services.funds_hold(user=carol, currency=usdt, amount=D(2))
     assert [as_decimals(m) for m in events.take(carol)] == [{"USDT": (D(3), D(2))}]
+
+
+def test_once_the_accounts_are_known_a_transfer_locks_the_other_balances_and_reads_nothing_back(
+    alice, bob, usdt, after_commit
+):
+    fund(alice, usdt, "50")
+    fund(bob, usdt, "1")
+    services.funds_hold(user=bob, currency=usdt, amount=D("0.25"))
+    events = UserEvents(alice, bob)
+    with after_commit():  # the first transfer: the process learns the accounts' ids at its commit
+        services.transfer_create(
+            sender=alice, recipient_email=bob.email, currency_code="USDT", amount=D("10"), idempotency_key="t-1"
+        )
+    events.take(alice), events.take(bob)
+    with CaptureQueriesContext(connection) as queries, after_commit():
+        services.transfer_create(
+            sender=alice, recipient_email=bob.email, currency_code="USDT", amount=D("2.5"), idempotency_key="t-2"
+        )
+    account_reads = [q["sql"] for q in queries.captured_queries if "wallets_ledgeraccount" in q["sql"]]
+    assert len(account_reads) == 2, account_reads  # the lock and the balance update, nothing else
+    lock, update = account_reads
+    assert lock.startswith("SELECT") and update.startswith("UPDATE")
+    assert "FOR UPDATE" in lock or not connection.features.has_select_for_update
+    assert [as_decimals(m) for m in events.take(alice)] == [{"USDT": (D("37.5"), D(0))}]
+    assert [as_decimals(m) for m in events.take(bob)] == [{"USDT": (D("13.25"), D("0.25"))}]
+    assert balances_now(bob) == {"USDT": (D("13.25"), D("0.25"))}

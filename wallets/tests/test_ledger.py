@@ -5,6 +5,7 @@ from decimal import Decimal, localcontext
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from kootabase.errors import ServiceError
 from kyc.tests.helpers import kyc_verified
@@ -135,6 +136,20 @@ def test_the_same_idempotency_key_moves_money_once(alice, bob, usdt):
     assert again.pk == first.pk
     assert balance(bob, usdt) == Decimal(7)
     assert JournalEntry.objects.filter(idempotency_key="pay-1").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_keyed_hold_in_the_callers_transaction_takes_no_savepoint_and_moves_money_once(alice, usdt):
+    fund(alice, usdt, "10")
+    for _ in range(2):  # the second time the key is stored: the stored entry, nothing moved
+        with CaptureQueriesContext(connection) as queries:  # inside the test's transaction
+            entry = services.funds_hold(
+                user=alice, currency=usdt, amount=Decimal(3), idempotency_key="order-hold:1", savepoint=False
+            )
+        assert not [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()]
+    assert JournalEntry.objects.filter(idempotency_key="order-hold:1").get().pk == entry.pk
+    assert (balance(alice, usdt), balance(alice, usdt, AccountKind.LOCKED)) == (Decimal(7), Decimal(3))
+    assert services.ledger_audit_run(store=False).ok
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.test import Client
 from accounts.tests.helpers import admin_login
 from kootabase.celery import app as celery_app
 from wallets import services
-from wallets.models import Adjustment, AuditRun, EntryKind, JournalEntry, LedgerAccount, LedgerLeg
+from wallets.models import AccountKind, Adjustment, AuditRun, EntryKind, JournalEntry, LedgerAccount, LedgerLeg
 from wallets.services import Leg
 from wallets.tasks import ledger_audit
 from wallets.tests.factories import UserFactory, fund
@@ -168,7 +168,7 @@ def test_only_accountants_may_post_adjustments(alice, usdt, unchanged_ledger, ro
 def test_nobody_edits_a_balance_or_the_ledger(alice, usdt, unchanged_ledger, role):
     fund(alice, usdt, "10")
     client = admin_login(Client(), staff(role))
-    account = LedgerAccount.objects.get(user=alice)
+    account = LedgerAccount.objects.get(user=alice, kind=AccountKind.AVAILABLE)
     entry = JournalEntry.objects.get()
     leg = LedgerLeg.objects.filter(account=account).get()
     assert client.get("/admin/wallets/ledgeraccount/").status_code == 200
@@ -188,7 +188,7 @@ def test_nobody_edits_a_balance_or_the_ledger(alice, usdt, unchanged_ledger, rol
 def test_a_superuser_cannot_edit_ledger_rows_either(admin_user, alice, usdt, unchanged_ledger):
     fund(alice, usdt, "10")
     client = admin_login(Client(), admin_user)
-    account = LedgerAccount.objects.get(user=alice)
+    account = LedgerAccount.objects.get(user=alice, kind=AccountKind.AVAILABLE)
     with unchanged_ledger():
         response = client.post(f"/admin/wallets/ledgeraccount/{account.pk}/change/", {"balance": "1000000"})
     assert response.status_code == 403
@@ -250,7 +250,7 @@ def test_the_audit_reports_a_balance_that_is_not_the_sum_of_its_legs(busy_ledger
 
 @pytest.mark.django_db
 def test_the_audit_reports_an_unbalanced_entry(busy_ledger, alice, usdt):
-    account = LedgerAccount.objects.get(user=alice, currency=usdt)
+    account = LedgerAccount.objects.get(user=alice, currency=usdt, kind=AccountKind.AVAILABLE)
     entry = JournalEntry.objects.create(kind=EntryKind.ADJUSTMENT, reference="forged")
     LedgerLeg.objects.bulk_create(
         [LedgerLeg(entry=entry, account=account, amount=Decimal(5), balance_after=account.balance + 5)]
@@ -276,7 +276,7 @@ def test_the_audit_reports_entries_without_legs_and_wrong_balance_after(busy_led
 @pytest.mark.django_db
 def test_the_audit_reports_a_negative_user_balance(busy_ledger, alice, usdt):
     """The database refuses it; the audit would still catch it if constraints were off."""
-    account = LedgerAccount.objects.get(user=alice, currency=usdt)
+    account = LedgerAccount.objects.get(user=alice, currency=usdt, kind=AccountKind.AVAILABLE)
     off, on = {
         "sqlite": ("PRAGMA ignore_check_constraints = ON", "PRAGMA ignore_check_constraints = OFF"),
         "mysql": ("SET SESSION check_constraint_checks = 0", "SET SESSION check_constraint_checks = 1"),

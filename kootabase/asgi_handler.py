@@ -14,12 +14,18 @@ back at the end; when all are busy, the request waits its turn. That also bounds
 process's database connections: overload becomes queueing (latency), never "too many
 connections" errors. WebSocket and lifespan traffic do not pass through here.
 
-The middleware chain and the view run as one synchronous call on that thread. Django's
-asynchronous chain would hop between the event loop and the thread twice per middleware
-(``MiddlewareMixin`` runs each ``process_request``/``process_response`` through
-``sync_to_async``) and once more for the synchronous view: about twenty thread switches
-per request for a stack of synchronous middleware and DRF views. Every middleware here
-is synchronous-capable; only the request body and the response travel asynchronously.
+The request's whole synchronous part is one call on that thread: the ``request_started``
+signal, building the request, the middleware chain and the view, and — for a response
+whose body is already in memory, every API answer — closing the response (which sends
+``request_finished``); only then is the response sent. Django's own handler hops to the
+thread three times per request (the signal, the response, its close) and races the
+response against a disconnect listener, and its asynchronous chain would hop twice per
+middleware (``MiddlewareMixin`` runs each ``process_request``/``process_response``
+through ``sync_to_async``) and once more for the synchronous view. Every middleware here
+is synchronous-capable; only the request body and the response travel asynchronously. A
+client that disconnects meanwhile does not stop a synchronous view (it never could);
+its response is then dropped by the server. A streaming response (a file) is sent first
+and closed afterwards, as Django does.
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from weakref import WeakKeyDictionary
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponseBase
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.urls import set_script_prefix
 
 ARRIVED = "kootabase.arrived"  # ASGI scope key: time.perf_counter() when the request came in
 
@@ -68,6 +77,39 @@ class PooledASGIHandler(ASGIHandler):
                 await super().__call__(scope, receive, send)
         finally:
             pool.put_nowait(executor)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+        try:
+            await self.send_response(response, send)
+        finally:
+            if response.streaming:
+                await sync_to_async(self._close, thread_sensitive=True)(response, body_file)
+
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """Everything of the request up to sending its response, on the request's thread."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size  # the server chunks the body itself
+        if not response.streaming:
+            self._close(response, body_file)
+        return response
+
+    @staticmethod
+    def _close(response: HttpResponseBase, body_file: Any) -> None:
+        try:
+            response.close()  # sends request_finished
+        finally:
+            body_file.close()
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)  # one synchronous chain (see the module's docstring)

@@ -352,6 +352,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def user_balances(self, event: dict[str, Any]) -> None:
         self._private("balances", event["balances"])
 
+    async def user_events(self, event: dict[str, Any]) -> None:
+        """A matcher batch's orders and fills of this user: one frame each, as above."""
+        for order in event["orders"]:
+            self._private("orders", order)
+        for trade in event["trades"]:
+            self._private("trades", trade)
+
 
 async def _finish(coroutine: Any, awaited: Any) -> None:
     """Drive a coroutine that suspended on ``awaited`` to its end, as a task would."""

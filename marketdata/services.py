@@ -21,15 +21,16 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from kootabase.db import rows_upsert
 from kootabase.events import broadcast_after_commit
 from marketdata.models import Candle, DepthLevel, MarketState
 from orders.models import Market, Order, OrderStatus, Trade
 from orders.pricing import market_spec
-from orders.services import market_group
+from orders.services import market_group, order_event
 from wallets.models import MONEY
 
 STORED_INTERVALS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
@@ -61,12 +62,6 @@ class AppliedBatch:
     asks: list[list[str]]
 
 
-def _upsert_target(fields: list[str]) -> dict[str, Any]:
-    """``unique_fields`` for ``bulk_create(update_conflicts=True)`` where the backend takes
-    them (SQLite, PostgreSQL); MySQL/MariaDB's ON DUPLICATE KEY UPDATE uses every unique key."""
-    return {"unique_fields": fields} if connection.features.supports_update_conflicts_with_target else {}
-
-
 def _state_locked(market: Market) -> MarketState:
     state = MarketState.objects.select_for_update().filter(market=market).first()
     if state is None:
@@ -90,29 +85,22 @@ def _refresh_best(state: MarketState, sides: Iterable[str]) -> None:
             state.best_ask, state.best_ask_quantity = price, quantity
 
 
-def _apply_levels(market: Market, levels: Mapping[tuple[str, str], str]) -> tuple[list[list[str]], list[list[str]]]:
+def _apply_levels(market: Market, levels: Mapping[tuple[str, int], int]) -> tuple[list[list[str]], list[list[str]]]:
     spec = market_spec(market)
     upserts: list[DepthLevel] = []
     gone: dict[str, list[int]] = {DepthLevel.Side.BID: [], DepthLevel.Side.ASK: []}
     out: dict[str, list[list[str]]] = {DepthLevel.Side.BID: [], DepthLevel.Side.ASK: []}
-    for (side, price_text), quantity_text in levels.items():
-        price, quantity = Decimal(price_text), Decimal(quantity_text)
-        ticks = spec.price_to_ticks(price)
+    for (side, ticks), lots in levels.items():
+        price, quantity = spec.ticks_to_price(ticks), spec.lots_to_qty(lots)
         out[side].append([money_str(price), money_str(quantity)])
-        if quantity:
-            upserts.append(DepthLevel(market=market, side=side, ticks=ticks, price=price, quantity=quantity))
+        if lots:
+            upserts.append(DepthLevel(market_id=market.pk, side=side, ticks=ticks, price=price, quantity=quantity))
         else:
             gone[side].append(ticks)
     for side, ticks in gone.items():
         if ticks:
             DepthLevel.objects.filter(market=market, side=side, ticks__in=ticks).delete()
-    if upserts:
-        DepthLevel.objects.bulk_create(
-            upserts,
-            update_conflicts=True,
-            **_upsert_target(["market", "side", "ticks"]),
-            update_fields=["price", "quantity"],
-        )
+    rows_upsert(DepthLevel, upserts, unique_fields=["market", "side", "ticks"], update_fields=["price", "quantity"])
     return out[DepthLevel.Side.BID], out[DepthLevel.Side.ASK]
 
 
@@ -143,24 +131,24 @@ class _Bucket:
 def _fold_trades(trades: Iterable[Trade]) -> dict[tuple[str, datetime], _Bucket]:
     """Trades (in trade_no order) -> their buckets at every stored interval."""
     buckets: dict[tuple[str, datetime], _Bucket] = {}
-    for trade in trades:
-        one = _Bucket(
-            trade.price,
-            trade.price,
-            trade.price,
-            trade.price,
-            trade.quantity,
-            trade.quote_amount,
-            1,
-            trade.trade_no,
-            trade.trade_no,
-        )
-        for interval in STORED_INTERVALS:
-            key = (interval, bucket_start(trade.created_at, interval))
-            if key in buckets:
-                buckets[key].add(one)
-            else:
-                buckets[key] = _Bucket(**{name: getattr(one, name) for name in _Bucket.__slots__})
+    with localcontext(MONEY):
+        for trade in trades:
+            price, quantity, quote, trade_no = trade.price, trade.quantity, trade.quote_amount, trade.trade_no
+            for interval in STORED_INTERVALS:
+                key = (interval, bucket_start(trade.created_at, interval))
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = _Bucket(price, price, price, price, quantity, quote, 1, trade_no, trade_no)
+                else:  # _Bucket.add of this one trade
+                    if price > bucket.high:
+                        bucket.high = price
+                    if price < bucket.low:
+                        bucket.low = price
+                    bucket.close = price
+                    bucket.base_volume += quantity
+                    bucket.quote_volume += quote
+                    bucket.trade_count += 1
+                    bucket.last_trade_no = trade_no
     return buckets
 
 
@@ -184,25 +172,25 @@ def _candles_upsert(market: Market, buckets: dict[tuple[str, datetime], _Bucket]
             merged[key].add(bucket)
         else:
             merged[key] = bucket
-    Candle.objects.bulk_create(
+    rows_upsert(
+        Candle,
         [
             Candle(market=market, interval=interval, open_time=start, **{n: getattr(b, n) for n in _Bucket.__slots__})
             for (interval, start), b in merged.items()
         ],
-        update_conflicts=True,
-        **_upsert_target(["market", "interval", "open_time"]),
+        unique_fields=["market", "interval", "open_time"],
         update_fields=list(_Bucket.__slots__),
     )
 
 
 def marketdata_apply_batch(
-    *, market: Market, trades: Sequence[Trade], levels: Mapping[tuple[str, str], str]
+    *, market: Market, trades: Sequence[Trade], levels: Mapping[tuple[str, int], int]
 ) -> AppliedBatch:
     """Fold one committed-together matcher batch into the aggregates; returns the new seq.
 
     ``trades`` are the batch's saved ``Trade`` rows in ``trade_no`` order; ``levels`` maps
-    ``(side, price)`` to the level's new total quantity (``"0"``: the level is gone), as
-    strings. Call it inside the batch's transaction.
+    ``(side, price in ticks)`` to the level's new total quantity in lots (0: the level is
+    gone), the engine's integers. Call it inside the batch's transaction.
     """
     with transaction.atomic(savepoint=False):
         state = _state_locked(market)
@@ -314,34 +302,47 @@ def market_event(*, market: Market, trades: Sequence[Trade], applied: AppliedBat
     }
 
 
-def user_events(*, market: Market, trades: Sequence[Trade]) -> list[tuple[int, dict[str, Any]]]:
-    """Private messages of one batch: each fill to both of its users (``user.trade``),
-    each from their side. The new balances go out from the ledger itself
-    (``wallets.events``), one message per user for the whole batch."""
-    messages: list[tuple[int, dict[str, Any]]] = []
+def user_events(
+    *, market: Market, orders: Iterable[Order], trades: Sequence[Trade]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Private messages of one batch, one ``user.events`` message per user: the new state
+    of each of their changed orders (``orders``, as in ``order.update``) and each of their
+    fills (``trades``, as in ``user.trade``: maker and taker each from their side, with
+    their fee), in the batch's order. The WebSocket consumer forwards every item as a
+    frame of its own, as if it had come in a message of its own. The new balances go out
+    from the ledger itself (``wallets.events``), also one message per user per batch."""
+    by_user: dict[int, dict[str, Any]] = {}
+
+    def of(user_id: int) -> dict[str, Any]:
+        message = by_user.get(user_id)
+        if message is None:
+            message = by_user[user_id] = {"type": "user.events", "orders": [], "trades": []}
+        return message
+
+    for order in orders:
+        of(order.user_id)["orders"].append(order_event(order)["order"])
+    symbol, fee_currency = market.symbol, market.quote.code
     for trade in trades:
-        for user_id, role in ((trade.maker_user_id, "maker"), (trade.taker_user_id, "taker")):
-            is_taker = role == "taker"
-            side = trade.taker_side if is_taker else ("sell" if trade.taker_side == "buy" else "buy")
-            messages.append(
-                (
-                    user_id,
-                    {
-                        "type": "user.trade",
-                        "trade": {
-                            "market": market.symbol,
-                            "id": trade.trade_no,
-                            "order_id": trade.taker_order_id if is_taker else trade.maker_order_id,
-                            "side": side,
-                            "role": role,
-                            "price": money_str(trade.price),
-                            "quantity": money_str(trade.quantity),
-                            "quote_quantity": money_str(trade.quote_amount),
-                            "fee": money_str(trade.taker_fee if is_taker else trade.maker_fee),
-                            "fee_currency": market.quote.code,
-                            "time": _iso(trade.created_at),
-                        },
-                    },
-                )
+        price, quantity = money_str(trade.price), money_str(trade.quantity)
+        quote_quantity, time = money_str(trade.quote_amount), _iso(trade.created_at)
+        maker_side = "sell" if trade.taker_side == "buy" else "buy"
+        for user_id, order_id, side, role, fee in (
+            (trade.maker_user_id, trade.maker_order_id, maker_side, "maker", trade.maker_fee),
+            (trade.taker_user_id, trade.taker_order_id, trade.taker_side, "taker", trade.taker_fee),
+        ):
+            of(user_id)["trades"].append(
+                {
+                    "market": symbol,
+                    "id": trade.trade_no,
+                    "order_id": order_id,
+                    "side": side,
+                    "role": role,
+                    "price": price,
+                    "quantity": quantity,
+                    "quote_quantity": quote_quantity,
+                    "fee": money_str(fee),
+                    "fee_currency": fee_currency,
+                    "time": time,
+                }
             )
-    return messages
+    return list(by_user.items())

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_check_not_frozen
+from kootabase.db import rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit, user_group
 from orders.catalog import market_by_symbol
@@ -267,6 +268,13 @@ def order_place_or_get(
     Returns the order and whether it is new: a ``client_order_id`` the user already used
     returns that order (``client_order_id_conflict`` if it was a different order).
     Rejections raise before anything is written or roll the whole placement back.
+
+    A new order costs no lookup of its ``client_order_id``: the order is placed as new,
+    and only when that fails — the unique ``(user, client_order_id)`` refuses the insert,
+    or a check refuses the order — is an earlier order with that id looked for. A repeat
+    then answers exactly as if it had been looked up first: with the stored order, even
+    when a new order would now be refused (a frozen account, a halted market, funds
+    spent), unless the market is unknown or the request differs from the stored order.
     """
     fields: dict[str, Any] = {
         "side": side,
@@ -278,51 +286,54 @@ def order_place_or_get(
         "quantity": quantity,
         "quote_amount": quote_amount,
     }
-    if client_order_id:
+    if not client_order_id:
+        return Placement(_place(user, market_symbol, fields, uuid.uuid4().hex), True)
+    try:
+        return Placement(_place(user, market_symbol, fields, client_order_id), True)
+    except (ServiceError, IntegrityError):
         existing = Order.objects.select_related("market").filter(user=user, client_order_id=client_order_id).first()
-        if existing is not None:
-            return _replay(existing, _check_quietly(user, market_get(symbol=market_symbol), fields))
-    else:
-        client_order_id = uuid.uuid4().hex
+        if existing is None:
+            raise
+    return _replay(existing, _check_quietly(user, market_get(symbol=market_symbol), fields))
+
+
+def _place(user: User, market_symbol: str, fields: dict[str, Any], client_order_id: str) -> Order:
+    """Check the order, store it and hold its funds, in one transaction."""
     user_check_not_frozen(user=user)
     market = market_get_open(symbol=market_symbol)
     checked = _check(user=user, market=market, **fields)
+    order = Order(
+        user=user,
+        client_order_id=client_order_id,
+        market=market,
+        side=checked.side,
+        type=checked.type,
+        time_in_force=checked.time_in_force,
+        post_only=checked.post_only,
+        price=checked.price,
+        stop_price=checked.stop_price,
+        quantity=checked.quantity,
+        quote_amount=checked.quote_amount,
+        maker_fee_rate=checked.maker_fee_rate,
+        taker_fee_rate=checked.taker_fee_rate,
+        hold_currency=checked.hold_currency,
+        hold_amount=checked.hold_amount,
+        hold_left=checked.hold_amount,
+        status=OrderStatus.PENDING,
+    )
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                order = Order.objects.create(
-                    user=user,
-                    client_order_id=client_order_id,
-                    market=market,
-                    side=checked.side,
-                    type=checked.type,
-                    time_in_force=checked.time_in_force,
-                    post_only=checked.post_only,
-                    price=checked.price,
-                    stop_price=checked.stop_price,
-                    quantity=checked.quantity,
-                    quote_amount=checked.quote_amount,
-                    maker_fee_rate=checked.maker_fee_rate,
-                    taker_fee_rate=checked.taker_fee_rate,
-                    hold_currency=checked.hold_currency,
-                    hold_amount=checked.hold_amount,
-                    hold_left=checked.hold_amount,
-                    status=OrderStatus.PENDING,
-                )
-        except IntegrityError:  # a concurrent request with the same client_order_id won
-            existing = Order.objects.select_related("market").filter(user=user, client_order_id=client_order_id).first()
-            if existing is None:
-                raise
-            return _replay(existing, checked)
+        # The insert comes first: a repeated client_order_id fails here, before any hold.
+        rows_insert(Order, [order])
         funds_hold(
             user=user,
             currency=checked.hold_currency,
             amount=checked.hold_amount,
             reference=f"order:{order.pk}",
             idempotency_key=f"order-hold:{order.pk}",
+            savepoint=False,  # any error rolls the whole placement back
         )
         broadcast_after_commit(user_group(user.pk), order_event(order))
-    return Placement(order, True)
+    return order
 
 
 def _check_quietly(user: User, market: Market, fields: dict[str, Any]) -> _Checked | None:

@@ -5,7 +5,9 @@ every web process shares them): the first request of a window creates the counte
 the window's length as its expiry, each request adds one, and a request that takes a
 counter past its rate is refused with 429 ``throttled`` and ``Retry-After`` (the
 whole seconds left in the counter's window; ``kootabase.api.errors``). On Redis all the counters of a
-request move in one pipelined round trip.
+request move in one round trip: one small server-side script (``EVALSHA``) that runs, per
+counter, the same ``SET NX EX`` / ``INCR`` / ``PTTL`` a pipeline would, at a fraction of
+the client's cost of packing and parsing six commands.
 
 The rates are DRF's ``DEFAULT_THROTTLE_RATES``: ``user``, ``anon``, ``api_key``, ``ip``.
 """
@@ -91,16 +93,27 @@ def _count(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
     return _count_cache(limits)
 
 
+# KEYS: the counters; ARGV: each one's window in seconds. Returns count, ms left, per counter.
+_COUNT_SCRIPT = """
+local replies = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, 0, 'EX', ARGV[i], 'NX')
+  replies[2 * i - 1] = redis.call('INCR', key)
+  replies[2 * i] = redis.call('PTTL', key)
+end
+return replies
+"""
+_script: Any = None  # redis-py's Script: the script's SHA, loaded into a server on first use there
+
+
 def _count_redis(limits: list[tuple[str, int, int]], backend: RedisCache) -> list[tuple[int, float]]:
     keys = [backend.make_and_validate_key(key) for key, _, _ in limits]
     client = backend._cache.get_client(keys[0], write=True)
-    pipe = client.pipeline(transaction=False)
-    for key, (_, _, window) in zip(keys, limits, strict=True):
-        pipe.set(key, 0, ex=window, nx=True)  # a new window
-        pipe.incr(key)
-        pipe.pttl(key)
-    replies = pipe.execute()
-    return [(int(replies[3 * i + 1]), max(int(replies[3 * i + 2]), 0) / 1000) for i in range(len(limits))]
+    global _script
+    if _script is None:
+        _script = client.register_script(_COUNT_SCRIPT)
+    replies = _script(keys=keys, args=[window for _, _, window in limits], client=client)
+    return [(int(replies[2 * i]), max(int(replies[2 * i + 1]), 0) / 1000) for i in range(len(limits))]
 
 
 def _count_cache(limits: list[tuple[str, int, int]]) -> list[tuple[int, float]]:

@@ -4,12 +4,15 @@ WEB_MAX_CONCURRENT_REQUESTS at once, each thread reused with its database connec
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from django.core import signals
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.urls import get_script_prefix, path
+from django.views.decorators.csrf import csrf_exempt
 
 from kootabase.asgi_handler import PooledASGIHandler
 
@@ -38,7 +41,25 @@ def thread_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"thread": threading.current_thread().name})
 
 
-urlpatterns = [path("slow", slow_view), path("connection", connection_view), path("thread", thread_view)]
+def streaming_view(request: HttpRequest) -> StreamingHttpResponse:
+    async def parts() -> AsyncIterator[str]:
+        for i in range(1000):
+            yield f"{i},"
+
+    return StreamingHttpResponse(parts())
+
+
+def echo_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"body": request.body.decode(), "path": request.path, "script": get_script_prefix()})
+
+
+urlpatterns = [
+    path("slow", slow_view),
+    path("connection", connection_view),
+    path("thread", thread_view),
+    path("streaming", streaming_view),
+    path("echo", csrf_exempt(echo_view)),
+]
 
 
 def _get(app: PooledASGIHandler, url: str, times: int, concurrently: bool) -> list[dict]:
@@ -94,3 +115,32 @@ def test_errors_still_get_the_projects_error_format(settings):
     response = asyncio.run(run())
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def test_a_request_starts_and_finishes_once_on_its_thread_and_streams_whole(settings):
+    settings.ROOT_URLCONF = __name__
+    seen: list[tuple[str, str]] = []
+
+    def started(**kwargs: object) -> None:
+        seen.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs: object) -> None:
+        seen.append(("finished", threading.current_thread().name))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+
+        async def run() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=PooledASGIHandler(), root_path="/prefix")
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                return [await client.post("/prefix/echo", content=b"x" * 5000), await client.get("/prefix/streaming")]
+
+        echo, streaming = asyncio.run(run())
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert echo.json() == {"body": "x" * 5000, "path": "/prefix/echo", "script": "/prefix/"}
+    assert streaming.text == "".join(f"{i}," for i in range(1000))
+    assert [event for event, _ in seen] == ["started", "finished"] * 2
+    assert all(thread.startswith("web-request") for _, thread in seen)

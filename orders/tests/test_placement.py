@@ -3,8 +3,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from accounts.models import User
+from kootabase.errors import ServiceError
 from orders.models import Market, Order
+from orders.services import order_place_or_get
 from orders.tests.conftest import balance
 from wallets.models import AccountKind, JournalEntry
 
@@ -78,6 +82,43 @@ def test_repeated_client_order_id_returns_the_existing_order(alice_client, alice
     different = alice_client.post(URL, limit(client_order_id="same", price="1999"))
     assert different.status_code == 409
     assert different.json()["code"] == "client_order_id_conflict"
+
+
+def test_a_repeat_answers_with_the_stored_order_even_when_a_new_order_would_be_refused(alice, usdt, eth_usdt):
+    fields = {"market_symbol": "ETH-USDT", "side": "buy", "type": "limit", "price": Decimal(2000)}
+    first = order_place_or_get(user=alice, client_order_id="r-1", quantity=Decimal("1.5"), **fields)
+    assert first.created
+    # Frozen, its market halted, its funds spent: a new order would be refused now.
+    User.objects.filter(pk=alice.pk).update(frozen_at=timezone.now())
+    alice.refresh_from_db()
+    market = Market.objects.get(pk=eth_usdt.pk)
+    market.status = Market.Status.HALTED
+    market.save()
+    with pytest.raises(ServiceError) as refused:
+        order_place_or_get(user=alice, client_order_id="r-2", quantity=Decimal("1.5"), **fields)
+    assert refused.value.code == "account_frozen"
+
+    again = order_place_or_get(user=alice, client_order_id="r-1", quantity=Decimal("1.5"), **fields)
+    assert (again.order.pk, again.created) == (first.order.pk, False)
+    with pytest.raises(ServiceError) as conflict:
+        order_place_or_get(user=alice, client_order_id="r-1", quantity=Decimal(2), **fields)
+    assert conflict.value.code == "client_order_id_conflict"
+    with pytest.raises(ServiceError) as unknown:
+        order_place_or_get(
+            user=alice, client_order_id="r-1", quantity=Decimal("1.5"), **{**fields, "market_symbol": "NO-SUCH"}
+        )
+    assert unknown.value.code == "unknown_market"
+    assert Order.objects.count() == 1
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+
+
+def test_a_refused_order_leaves_its_client_order_id_free(alice_client, alice, usdt, unchanged):
+    with unchanged():
+        refused = alice_client.post(URL, limit(client_order_id="again", quantity="9999"))
+    assert (refused.status_code, refused.json()["code"]) == (400, "insufficient_funds")
+    placed = alice_client.post(URL, limit(client_order_id="again"))
+    assert placed.status_code == 201
+    assert Order.objects.get().client_order_id == "again"
 
 
 def test_client_order_ids_are_per_user(alice_client, bob_client):

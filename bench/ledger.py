@@ -14,6 +14,7 @@ Usage (the database is migrated and a bench currency and users are created in it
 
     DATABASE_URL=mysql://root@127.0.0.1:3306/kb_ledger .venv/bin/python bench/ledger.py
     .venv/bin/python bench/ledger.py --workers 1 2 4 --seconds 10 --batch-size 2000
+    .venv/bin/python bench/ledger.py --workers 2 --threads 1 2 4   # threads per process, as a web process's
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import platform
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from decimal import Decimal
@@ -100,23 +102,18 @@ def server_cpu_seconds() -> float | None:
     return None
 
 
-def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier]) -> tuple[int, int, float, float]:
-    user_ids, seconds, seed, barrier = args
-    connections.close_all()  # never share the parent's connection
+def _transfer_loop(user_ids: list[int], users: dict, deadline: float, seed: int, counts: list[int]) -> None:
+    """One thread's transfers until ``deadline`` (its own database connection, as each of
+    a web process's request threads has)."""
     rng = random.Random(seed)
-    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids)}
-    emails = {pk: u.email for pk, u in users.items()}
     run = uuid.uuid4().hex[:8]
     done = refused = 0
-    barrier.wait()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    deadline = start + seconds
     while time.perf_counter() < deadline:
         sender, recipient = rng.sample(user_ids, 2)
         try:
             services.transfer_create(
                 sender=users[sender],
-                recipient_email=emails[recipient],
+                recipient_email=users[recipient].email,
                 currency_code=QUOTE,
                 amount=Decimal(rng.randint(1, 10**6)).scaleb(-6),
                 idempotency_key=f"{run}-{done + refused}",
@@ -124,18 +121,45 @@ def transfer_worker(args: tuple[list[int], float, int, multiprocessing.Barrier])
             done += 1
         except ServiceError:
             refused += 1
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    with _counts_lock:
+        counts[0] += done
+        counts[1] += refused
     connections.close_all()
-    return done, refused, elapsed, cpu
 
 
-def bench_transfers(user_ids: list[int], workers: int, seconds: float) -> float:
+_counts_lock = threading.Lock()
+
+
+def transfer_worker(
+    args: tuple[list[int], float, int, int, multiprocessing.Barrier],
+) -> tuple[int, int, float, float]:
+    user_ids, seconds, threads, seed, barrier = args
+    connections.close_all()  # never share the parent's connection
+    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids)}
+    connections.close_all()
+    counts = [0, 0]
+    barrier.wait()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    deadline = start + seconds
+    runners = [
+        threading.Thread(target=_transfer_loop, args=(user_ids, users, deadline, seed * 100 + i, counts))
+        for i in range(threads)
+    ]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start  # every thread's CPU
+    return counts[0], counts[1], elapsed, cpu
+
+
+def bench_transfers(user_ids: list[int], workers: int, seconds: float, threads: int = 1) -> float:
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Manager().Barrier(workers)
     server_before = server_cpu_seconds()
     with ctx.Pool(workers) as pool:
-        results = pool.map(transfer_worker, [(user_ids, seconds, i, barrier) for i in range(workers)])
+        results = pool.map(transfer_worker, [(user_ids, seconds, threads, i, barrier) for i in range(workers)])
     server_after = server_cpu_seconds()
     done = sum(r[0] for r in results)
     refused = sum(r[1] for r in results)
@@ -144,7 +168,8 @@ def bench_transfers(user_ids: list[int], workers: int, seconds: float) -> float:
     server = f", server {(server_after - server_before) / done * 1000:.2f}" if server_before is not None else ""
     rate = done / elapsed
     print(
-        f"transfers  workers={workers}  {done} in {elapsed:.1f}s  = {rate:,.0f}/s  ({refused} refused; "
+        f"transfers  workers={workers} threads={threads}  {done} in {elapsed:.1f}s  = {rate:,.0f}/s  "
+        f"({refused} refused; "
         f"CPU ms per transfer: client {client_ms:.2f}{server})"
     )
     return rate
@@ -197,6 +222,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200, help="funded users transferring among each other")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="process counts to measure")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="threads per worker process, each with its own connection (as a web process's request threads)",
+    )
     parser.add_argument("--seconds", type=float, default=10, help="duration of each transfer run")
     parser.add_argument("--batch-size", type=int, default=1000, help="entries per ledger_post_batch call")
     parser.add_argument("--batches", type=int, default=20)
@@ -213,7 +245,8 @@ def main() -> None:
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {vendor} {server}{load}")
     user_ids = setup(options.users)
     for workers in options.workers:
-        bench_transfers(user_ids, workers, options.seconds)
+        for threads in options.threads:
+            bench_transfers(user_ids, workers, options.seconds, threads)
     bench_batch(user_ids, options.batch_size, options.batches)
     if not options.skip_audit:
         run = services.ledger_audit_run(store=False)

@@ -228,12 +228,13 @@ def wait_drained(timeout: float = 120) -> float:
     raise SystemExit("the matcher did not drain its backlog")
 
 
-def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tuple[int, float, int, float]:
-    from orders.models import Market, MatcherState, Trade
+def backlog_place(users: list, count: int, seed: int) -> None:
+    """``count`` orders of the seeded mix, placed through the placement service, the
+    users in turn (with the matcher stopped, they wait as ``pending``)."""
     from orders.services import order_place
 
-    rng = random.Random(args.seed)
-    for i in range(args.backlog):
+    rng = random.Random(seed)
+    for i in range(count):
         fields = order_mix(rng)
         order_place(
             user=users[i % len(users)],
@@ -243,6 +244,12 @@ def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tu
             price=Decimal(fields["price"]),
             quantity=Decimal(fields["quantity"]),
         )
+
+
+def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tuple[int, float, int, float]:
+    from orders.models import Market, MatcherState, Trade
+
+    backlog_place(users, args.backlog, args.seed)
     trades_before = Trade.objects.count()
     # The matcher starts on a halted market: it takes the market, rebuilds its book and
     # waits. The clock starts when the market resumes, so the rate is the settling alone,

@@ -22,11 +22,9 @@ import argparse
 import cProfile
 import gc
 import pstats
-import random
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import e2e_orders
@@ -62,21 +60,9 @@ def mysql(args: argparse.Namespace, *extra: str, stdin: Path | None = None, stdo
 
 
 def place_backlog(args: argparse.Namespace, dump: Path) -> None:
-    """Create the database, the users and the backlog; keep it as ``dump``."""
-    from orders.services import order_place
-
+    """Create the users and the backlog; keep the database as ``dump``."""
     users = e2e_orders.seed_users(args.users)
-    rng = random.Random(args.seed)
-    for i in range(args.backlog):
-        fields = e2e_orders.order_mix(rng)
-        order_place(
-            user=users[i % len(users)],
-            market_symbol=e2e_orders.MARKET,
-            side=fields["side"],
-            type="limit",
-            price=Decimal(fields["price"]),
-            quantity=Decimal(fields["quantity"]),
-        )
+    e2e_orders.backlog_place(users, args.backlog, args.seed)
     mysql(args, args.db, stdout=dump)
 
 

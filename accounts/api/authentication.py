@@ -71,6 +71,7 @@ class JWTAuthentication(jwt.JWTAuthentication):
 VERIFIED_MAX = 4096
 _verified: dict[bytes, tuple[type[Token], dict[str, Any]]] = {}  # raw token -> its class and claims
 
+
 class ApiKeyAuthentication(BaseAuthentication):
     """A request signed with an API key (``X-KB-APIKEY``, ``X-KB-EXPIRES``, ``X-KB-SIGNATURE``).
 

@@ -14,6 +14,7 @@ Usage (MariaDB and Redis running locally; the database is dropped and re-created
 
     .venv/bin/python bench/matcher_drain.py --backlog 5000 --runs 3
     .venv/bin/python bench/matcher_drain.py --runs 1 --profile tottime
+    .venv/bin/python bench/matcher_drain.py --reuse --runs 5    # the backlog placed by an earlier run
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=0, help="0: the matcher's own")
     parser.add_argument("--profile", metavar="SORT", help="print a CPU profile sorted by SORT (tottime, cumulative)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="restore the dump an earlier run left (same --users, --backlog, --seed)"
+    )
     return parser.parse_args()
 
 
@@ -111,9 +115,10 @@ def main() -> None:
     env = e2e_orders.environment(argparse.Namespace(mysql=args.mysql, db=args.db, redis_url=args.redis_url))
     e2e_orders.reset_database(argparse.Namespace(mysql=args.mysql, db=args.db), env)
     e2e_orders.setup_django(env)
-    dump = Path(env["KOOTABASE_VAR_DIR"]) / f"{args.db}-backlog.sql"
+    dump = Path(env["KOOTABASE_VAR_DIR"]) / f"{args.db}-{args.users}u-{args.backlog}o-{args.seed}.sql"
     dump.parent.mkdir(parents=True, exist_ok=True)
-    place_backlog(args, dump)
+    if not (args.reuse and dump.exists()):
+        place_backlog(args, dump)
     from django.db import connection
 
     from kootabase import catalog

@@ -9,7 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import connections, models, router
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
+from django.db.models.signals import post_init, pre_init
+from django.utils import timezone
 
 
 class _NotRendered(Exception):
@@ -61,6 +64,82 @@ def execute(cursor: Any, connection: Any, sql: str, params: Sequence[Any]) -> No
     cursor.execute(sql, params)
 
 
+_INTEGER_TYPES = frozenset(
+    ("AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "PositiveBigIntegerField")
+)
+#: Fields whose prepared values ``_mysql_render`` writes (text, integers, Decimals,
+#: booleans, NULL); a statement with any other field passes its values as parameters.
+_RENDERED_TYPES = _INTEGER_TYPES | {
+    "CharField",
+    "TextField",
+    "EmailField",
+    "SlugField",
+    "URLField",
+    "GenericIPAddressField",
+    "BooleanField",
+    "DateField",
+    "DateTimeField",
+    "DecimalField",
+    "MoneyField",
+    "JSONField",
+    "UUIDField",
+}
+
+
+def _internal_type(field: models.Field) -> str:
+    """The type of the column's values (a foreign key's: its target's)."""
+    return getattr(field, "target_field", field).get_internal_type()
+
+
+class Values:
+    """How a hot statement's values reach the database, converted column by column by
+    the model fields themselves, so they are stored exactly as the ORM stores them.
+
+    On MySQL/MariaDB each value becomes its SQL text (``_mysql_render``) as it is
+    converted, with shortcuts that give the same text: an integer key is written as it
+    is, and a time is converted once when a statement repeats it (a batch's
+    ``updated_at``); ``execute`` then runs the statement's text. Elsewhere values are
+    the fields' prepared values, passed as parameters."""
+
+    def __init__(self, connection: Any, fields: Sequence[models.Field]) -> None:
+        self.connection = connection
+        self.rendered = connection.vendor == "mysql" and all(_internal_type(f) in _RENDERED_TYPES for f in fields)
+        self._render = _mysql_render(connection) if self.rendered else None
+        self.columns: list[Callable[[Any], Any]] = [self._column(field) for field in fields]
+
+    def _column(self, field: models.Field) -> Callable[[Any], Any]:
+        connection, render = self.connection, self._render
+        prepare = field.get_db_prep_save
+        if render is None:
+            return lambda value: prepare(value, connection)
+        kind = _internal_type(field)
+        if kind in _INTEGER_TYPES:
+
+            def integer(value: Any) -> str:
+                if type(value) is int:
+                    return str(value)
+                return render(prepare(value, connection))
+
+            return integer
+        if kind == "DateTimeField":
+            last: list[Any] = [object(), ""]
+
+            def moment(value: Any) -> str:
+                if value is not last[0]:
+                    last[0], last[1] = value, render(prepare(value, connection))
+                return last[1]
+
+            return moment
+        return lambda value: render(prepare(value, connection))
+
+    def execute(self, cursor: Any, sql: str, values: Sequence[Any]) -> None:
+        """Run ``sql`` (``%s`` placeholders) with values converted by this object."""
+        if self.rendered:
+            cursor.execute(sql % tuple(values))  # each value is SQL text the connection escaped
+        else:
+            cursor.execute(sql, values)
+
+
 #: Rows per ``UPDATE ... CASE`` statement of ``rows_update``. The server finds a row's value
 #: by searching the CASE's WHEN list in order, so a statement's cost grows with the square
 #: of its rows: 200 keeps that search below the cost of the row itself.
@@ -96,17 +175,19 @@ def rows_update(
     limit = connection.features.max_query_params or 60000
     size = max(1, min(UPDATE_ROWS_PER_STATEMENT, (limit - 1) // per_row))
     objs = sorted(objs, key=lambda obj: obj.pk)
+    values = Values(connection, [meta.pk, *columns])
+    key, converters = values.columns[0], values.columns[1:]
     unknown: tuple[Any, ...] = ()
     with connection.cursor() as cursor:
         for start in range(0, len(objs), size):
             chunk = objs[start : start + size]
-            ids = [obj.pk for obj in chunk]
+            ids = [key(obj.pk) for obj in chunk]
             olds = [before.get(obj.pk, unknown) for obj in chunk] if before is not None else None
             params: list[Any] = []
             assignments = []
             for i, field in enumerate(columns):
-                column, attname, prepare = quote(field.column), field.attname, field.get_db_prep_save
-                rows = [(obj.pk, getattr(obj, attname)) for obj in chunk]
+                column, attname, convert = quote(field.column), field.attname, converters[i]
+                rows = [(pk, getattr(obj, attname)) for pk, obj in zip(ids, chunk, strict=True)]
                 if olds is not None:
                     rows = [row for row, old in zip(rows, olds, strict=True) if not old or row[1] != old[i]]
                 if not rows:
@@ -114,14 +195,13 @@ def rows_update(
                 whens = " ".join(["WHEN %s THEN %s"] * len(rows))
                 otherwise = f" ELSE {column}" if len(rows) < len(chunk) else ""
                 assignments.append(f"{column} = CASE {pk} {whens}{otherwise} END")
-                for key, value in rows:
-                    params += [key, prepare(value, connection)]
+                for row_key, value in rows:
+                    params += [row_key, convert(value)]
             if not assignments:
                 continue
             params += ids
-            execute(  # identifiers come from the model and are quoted; every value is a parameter
+            values.execute(  # identifiers come from the model and are quoted; every value is converted
                 cursor,
-                connection,
                 f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
                 f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))})",
                 params,
@@ -144,8 +224,9 @@ def _insert_sql(
 def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """Insert ``objs`` (new rows of a model with an auto primary key) with multi-row
     ``INSERT`` statements built once per shape — what ``QuerySet.bulk_create`` does
-    without compiling an ORM expression per value. Values, including ``auto_now_add``
-    times, come from the fields themselves (``pre_save``, ``get_db_prep_save``). Where
+    without compiling an ORM expression per value. Values come from the fields themselves
+    (``pre_save``, ``get_db_prep_save``, see ``Values``); ``auto_now``/``auto_now_add``
+    times are one time for the call. Where
     the database returns inserted rows (MariaDB 10.5+, SQLite, PostgreSQL) each object
     gets its primary key, as with ``bulk_create``."""
     _insert(model, objs)
@@ -175,6 +256,10 @@ def rows_upsert(
     _insert(model, objs, suffix=suffix)
 
 
+#: ``pre_save`` methods that return the attribute as it is (times other than ``auto_now``).
+_PLAIN_PRE_SAVE = frozenset((models.Field.pre_save, models.DateField.pre_save, models.DateTimeField.pre_save))
+
+
 def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: str = "") -> None:
     if not objs:
         return
@@ -186,17 +271,53 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
     returning = meta.pk.column if connection.features.can_return_rows_from_bulk_insert and not suffix else None
     limit = connection.features.max_query_params or 60000
     size = max(1, limit // len(fields))
+    values = Values(connection, fields)
+    # One time for every ``auto_now``/``auto_now_add`` value of the call, as a database
+    # default gives the rows of one statement; a field with a ``pre_save`` of its own
+    # gets its value from it, as ``bulk_create`` does.
+    now = timezone.now()
+    plain: list[tuple[str, Callable[[Any], Any]]] = []
+    own: list[models.Field] = []
+    for field, convert in zip(fields, values.columns, strict=True):
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            for obj in objs:
+                setattr(obj, field.attname, now)
+        elif type(field).pre_save not in _PLAIN_PRE_SAVE:
+            own.append(field)
+        plain.append((field.attname, convert))
     with connection.cursor() as cursor:
         for start in range(0, len(objs), size):
             chunk = objs[start : start + size]
-            params = [
-                field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in chunk for field in fields
-            ]
+            for obj in chunk:
+                for field in own:
+                    setattr(obj, field.attname, field.pre_save(obj, True))
+            params = [convert(getattr(obj, attname)) for obj in chunk for attname, convert in plain]
             sql = _insert_sql(alias, meta.db_table, columns, len(chunk), returning, suffix)
-            execute(cursor, connection, sql, params)
+            values.execute(cursor, sql, params)
             if returning:
                 for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
                     obj.pk = pk
             if not suffix:
                 for obj in chunk:
                     obj._state.adding, obj._state.db = False, alias
+
+
+@lru_cache(maxsize=64)
+def _attnames(cls: type[models.Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in cls._meta.concrete_fields)
+
+
+def model_from_db(cls: type[models.Model], db: str, field_names: Sequence[str], values: Sequence[Any]) -> Any:
+    """``Model.from_db`` for a model read by the thousand (the matcher's orders): a row
+    with every column becomes an instance by filling its ``__dict__``, which is what
+    ``Model.__init__`` ends with for positional values, without its per-field work. Rows
+    with deferred columns, and any model while a ``pre_init``/``post_init`` receiver is
+    connected, take Django's own path."""
+    concrete = cls._meta.concrete_fields
+    if len(values) != len(concrete) or pre_init.receivers or post_init.receivers:
+        return models.Model.from_db.__func__(cls, db, field_names, values)
+    new = cls.__new__(cls)
+    new.__dict__.update(zip(_attnames(cls), values, strict=True))
+    state = new._state = ModelState()
+    state.adding, state.db = False, db
+    return new

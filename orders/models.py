@@ -18,13 +18,16 @@ See docs/orders.md.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
+from kootabase.db import model_from_db
 from wallets.models import Currency, MoneyField
 
 
@@ -168,6 +171,10 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"order:{self.pk}"
+
+    @classmethod
+    def from_db(cls, db: str, field_names: Sequence[str], values: Sequence[Any]) -> Order:
+        return model_from_db(cls, db, field_names, values)  # the matcher reads thousands a batch
 
     @property
     def is_final(self) -> bool:

@@ -4,7 +4,7 @@
 entries, lock the balance rows, insert the legs, update the balances. Building them
 through the ORM costs more CPU than the database spends on them, so this module writes
 them once per shape (statement kind and row count) and caches the SQL. Values are
-converted by the model fields themselves (``get_db_prep_value``), so they are stored
+converted by the model fields themselves (``kootabase.db.Values``), so they are stored
 exactly as the ORM would store them; the locking statement is the one
 ``wallets.locks.ledger_accounts_lock`` builds, compiled by the ORM and cached.
 """
@@ -20,7 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from kootabase.db import UPDATE_ROWS_PER_STATEMENT, execute
+from kootabase.db import UPDATE_ROWS_PER_STATEMENT, Values, execute
 from wallets.locks import ledger_accounts_lock
 from wallets.models import JournalEntry, LedgerAccount, LedgerLeg
 
@@ -144,24 +144,17 @@ def entries_insert(entries: list[JournalEntry], *, skip_stored_keys: bool = Fals
 def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
     """Insert legs given as (entry id, account id, amount, balance after)."""
     connection = _connection()
-    money = LedgerLeg._meta.get_field("amount")
-    columns = ("entry_id", "account_id", "amount", "balance_after")
+    meta = LedgerLeg._meta
+    names = ("entry", "account", "amount", "balance_after")
+    values = Values(connection, [meta.get_field(name) for name in names])
+    entry, account, amount, balance_after = values.columns
+    columns = tuple(meta.get_field(name).column for name in names)
     for chunk in _chunks(legs, len(columns)):
         params: list[Any] = []
-        for entry_id, account_id, amount, balance_after in chunk:
-            params += [
-                entry_id,
-                account_id,
-                money.get_db_prep_value(amount, connection),
-                money.get_db_prep_value(balance_after, connection),
-            ]
+        for row in chunk:
+            params += [entry(row[0]), account(row[1]), amount(row[2]), balance_after(row[3])]
         with connection.cursor() as cursor:
-            execute(
-                cursor,
-                connection,
-                _insert_sql(connection.vendor, LedgerLeg._meta.db_table, columns, len(chunk), None),
-                params,
-            )
+            values.execute(cursor, _insert_sql(connection.vendor, meta.db_table, columns, len(chunk), None), params)
 
 
 @lru_cache(maxsize=256)
@@ -178,16 +171,18 @@ def balances_update(balances: dict[int, Decimal]) -> None:
     ``UPDATE_ROWS_PER_STATEMENT`` per statement (the server searches a CASE's WHEN list
     row by row: one statement over a big batch costs the square of its rows)."""
     connection = _connection()
-    field = LedgerAccount._meta.get_field("balance")
+    meta = LedgerAccount._meta
+    values = Values(connection, [meta.pk, meta.get_field("balance")])
+    key, balance_of = values.columns
     items = sorted(balances.items())
     for start in range(0, len(items), UPDATE_ROWS_PER_STATEMENT):
-        chunk = items[start : start + UPDATE_ROWS_PER_STATEMENT]
+        chunk = [(key(pk), balance_of(balance)) for pk, balance in items[start : start + UPDATE_ROWS_PER_STATEMENT]]
         params: list[Any] = []
-        for pk, balance in chunk:
-            params += [pk, field.get_db_prep_value(balance, connection)]
+        for row in chunk:
+            params += row
         params += [pk for pk, _ in chunk]
         with connection.cursor() as cursor:
-            execute(cursor, connection, _update_sql(connection.vendor, len(chunk)), params)
+            values.execute(cursor, _update_sql(connection.vendor, len(chunk)), params)
 
 
 @lru_cache(maxsize=256)

@@ -104,3 +104,75 @@ def test_rows_update_writes_only_what_changed_since_before():
     ]
     [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     assert "phone_number" not in update
+
+
+@pytest.mark.django_db
+def test_rows_insert_gives_the_rows_of_a_call_one_time():
+    """``auto_now_add`` times are one time for the call, as a database default gives the
+    rows of one statement; the objects carry it, and it is stored as given."""
+    from audit.models import AuditEvent
+
+    events = [AuditEvent(action=f"test.time.{i}", target_type="", target_id="", details={}) for i in range(3)]
+    rows_insert(AuditEvent, events)
+    assert len({event.created_at for event in events}) == 1
+    stored = set(AuditEvent.objects.filter(action__startswith="test.time.").values_list("created_at", flat=True))
+    assert stored == {events[0].created_at}
+
+
+@pytest.mark.django_db
+def test_rows_update_writes_times_and_keys_exactly():
+    """The same time object on many rows is converted once and stored on each; distinct
+    times keep their microseconds."""
+    from datetime import UTC, datetime, timedelta
+
+    User.objects.bulk_create([User(email=f"t{i}@example.com") for i in range(4)])
+    users = list(User.objects.filter(email__startswith="t").order_by("pk"))
+    shared = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    for i, user in enumerate(users):
+        user.frozen_at = shared if i % 2 else shared + timedelta(microseconds=i)
+    rows_update(User, users, ["frozen_at"])
+    assert list(User.objects.filter(email__startswith="t").order_by("pk").values_list("frozen_at", flat=True)) == [
+        user.frozen_at for user in users
+    ]
+
+
+@pytest.mark.django_db
+def test_model_from_db_builds_what_django_builds():
+    """``Order.from_db`` (kootabase.db.model_from_db) gives an instance equal, field by
+    field and in its state, to Django's own; a read with deferred columns takes Django's
+    path and still loads them on access."""
+    from django.db.models import Model
+
+    from orders import demo
+    from orders.models import Order
+    from wallets.models import Currency
+
+    demo.seed()
+    user = User.objects.create(email="reader@example.com")
+    market = Market.objects.get(symbol="ETH-USDT")
+    quote = Currency.objects.get(code="USDT")
+    order = Order.objects.create(
+        user=user,
+        client_order_id="c1",
+        market=market,
+        side="buy",
+        type="limit",
+        price=Decimal("100.5"),
+        quantity=Decimal("0.25"),
+        maker_fee_rate=Decimal("0.001"),
+        taker_fee_rate=Decimal("0.002"),
+        hold_currency=quote,
+        hold_amount=Decimal("25.2"),
+        hold_left=Decimal("25.2"),
+    )
+    fast = Order.objects.get(pk=order.pk)
+    columns = [f.attname for f in Order._meta.concrete_fields]
+    row = Order.objects.filter(pk=order.pk).values_list(*columns).get()
+    slow = Model.from_db.__func__(Order, "default", columns, row)
+    assert {k: v for k, v in vars(fast).items() if k != "_state"} == {
+        k: v for k, v in vars(slow).items() if k != "_state"
+    }
+    assert (fast._state.adding, fast._state.db) == (False, "default") == (slow._state.adding, slow._state.db)
+    assert fast.market == market and fast.user == user  # relations load as usual
+    deferred = Order.objects.only("pk", "status").get(pk=order.pk)
+    assert deferred.get_deferred_fields() and deferred.price == Decimal("100.5")

@@ -121,6 +121,14 @@ class Values:
                 return render(prepare(value, connection))
 
             return integer
+        if kind in ("MoneyField", "DecimalField"):
+            prepare_value = field.get_db_prep_value  # what get_db_prep_save calls for a plain value
+
+            def decimal(value: Any) -> str:
+                prepared = prepare_value(value, connection)
+                return format(prepared, "f") if type(prepared) is Decimal else render(prepared)
+
+            return decimal
         if kind == "DateTimeField":
             last: list[Any] = [object(), ""]
 
@@ -320,4 +328,39 @@ def model_from_db(cls: type[models.Model], db: str, field_names: Sequence[str], 
     new.__dict__.update(zip(_attnames(cls), values, strict=True))
     state = new._state = ModelState()
     state.adding, state.db = False, db
+    return new
+
+
+@lru_cache(maxsize=64)
+def _defaults(cls: type[models.Model]) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
+    """A model's default attribute values: the constant ones, and the callables to call."""
+    constant: dict[str, Any] = {}
+    called: list[tuple[str, Callable[[], Any]]] = []
+    for field in cls._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            called.append((field.attname, field.default))
+        else:
+            constant[field.attname] = field.get_default()
+    return constant, tuple(called)
+
+
+def model_build(cls: type[models.Model], values: Mapping[str, Any]) -> Any:
+    """``cls(**values)`` for a model built by the thousand (the matcher's trades, the
+    ledger's entries), ``values`` by attribute name (``market_id``): the fields not given
+    get their defaults, without ``Model.__init__``'s per-field work. While a
+    ``pre_init``/``post_init`` receiver is connected, Django's own path."""
+    if pre_init.receivers or post_init.receivers:
+        return cls(**values)
+    constant, called = _defaults(cls)
+    unknown = values.keys() - constant.keys() - {name for name, _ in called}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    new = cls.__new__(cls)
+    attributes = new.__dict__
+    attributes.update(constant)
+    for name, default in called:
+        if name not in values:
+            attributes[name] = default()
+    attributes.update(values)
+    new._state = ModelState()
     return new

@@ -45,7 +45,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from kootabase.db import rows_insert, rows_update
+from kootabase.db import model_build, rows_insert, rows_update
 from kootabase.errors import ServiceError
 from kootabase.events import broadcasts_after_commit, broadcasts_flush
 from matching.engine import (
@@ -565,19 +565,22 @@ class MarketMatcher:
         key = f"trade:{self.symbol}:{self.last_trade_no}"
         batch.transfers.append((EntryKind.TRADE, key, legs))
         batch.trades.append(
-            Trade(
-                market_id=market.pk,
-                trade_no=self.last_trade_no,
-                maker_order_id=maker.pk,
-                taker_order_id=taker.pk,
-                maker_user_id=maker.user_id,
-                taker_user_id=taker.user_id,
-                price=price,
-                quantity=quantity,
-                quote_amount=notional,
-                taker_side=_SIDE_FROM_ENGINE[event.taker_side],
-                maker_fee=fees[maker.pk],
-                taker_fee=fees[taker.pk],
+            model_build(
+                Trade,
+                {
+                    "market_id": market.pk,
+                    "trade_no": self.last_trade_no,
+                    "maker_order_id": maker.pk,
+                    "taker_order_id": taker.pk,
+                    "maker_user_id": maker.user_id,
+                    "taker_user_id": taker.user_id,
+                    "price": price,
+                    "quantity": quantity,
+                    "quote_amount": notional,
+                    "taker_side": _SIDE_FROM_ENGINE[event.taker_side],
+                    "maker_fee": fees[maker.pk],
+                    "taker_fee": fees[taker.pk],
+                },
             )
         )
 

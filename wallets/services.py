@@ -26,6 +26,7 @@ from accounts.selectors import user_get_by_email
 from accounts.services import user_check_not_frozen
 from audit import actions
 from audit.services import audit_record
+from kootabase.db import model_build
 from kootabase.errors import Conflict, ServiceError
 from kyc.services import kyc_check_transfer
 from wallets import account_ids, catalog, sql
@@ -363,7 +364,10 @@ def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[Journa
         return []
     currencies = _validate(postings)
     entries = [
-        JournalEntry(kind=p.kind, reference=p.reference, idempotency_key=p.idempotency_key or None) for p in postings
+        model_build(
+            JournalEntry, {"kind": p.kind, "reference": p.reference, "idempotency_key": p.idempotency_key or None}
+        )
+        for p in postings
     ]
     # The services below call this inside their own atomic block, which rolls back on any
     # error: they skip the savepoint (two round trips per posting).

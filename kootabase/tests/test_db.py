@@ -176,3 +176,24 @@ def test_model_from_db_builds_what_django_builds():
     assert fast.market == market and fast.user == user  # relations load as usual
     deferred = Order.objects.only("pk", "status").get(pk=order.pk)
     assert deferred.get_deferred_fields() and deferred.price == Decimal("100.5")
+
+
+def test_model_build_builds_what_the_constructor_builds():
+    """``model_build`` gives the instance ``cls(**values)`` gives: the values given, the
+    constant defaults, a callable default called for each instance; unknown names refused."""
+    from audit.models import AuditEvent
+    from kootabase.db import model_build
+    from orders.models import SwapQuote, Trade
+
+    values = {"market_id": 1, "trade_no": 7, "price": Decimal("10.5"), "taker_side": "buy"}
+    fast, slow = model_build(Trade, values), Trade(**values)
+    assert {k: v for k, v in vars(fast).items() if k != "_state"} == {
+        k: v for k, v in vars(slow).items() if k != "_state"
+    }
+    assert (fast._state.adding, fast._state.db) == (True, None)
+    first, second = model_build(AuditEvent, {"action": "a"}), model_build(AuditEvent, {"action": "b"})
+    assert first.details == {} and first.details is not second.details  # default=dict, called each time
+    quotes = [model_build(SwapQuote, {}) for _ in range(2)]
+    assert quotes[0].pk != quotes[1].pk  # default=uuid.uuid4
+    with pytest.raises(TypeError, match="no fields"):
+        model_build(Trade, {"market": 1})

@@ -16,7 +16,7 @@ release straight away).  Floats are refused everywhere with ``TypeError``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from .constants import MAX_INT
@@ -48,11 +48,16 @@ def _ratio(value: Decimal | int, what: str) -> tuple[int, int]:
     return value.as_integer_ratio()
 
 
-def _scaled(units: int, step: Decimal) -> Decimal:
-    """``units * step`` exactly, with the step's exponent (no context rounding)."""
+def _step(step: Decimal) -> tuple[int, int]:
+    """A step as (coefficient, exponent): ``coefficient * 10**exponent == step``."""
     _sign, digits, exponent = step.as_tuple()
-    coefficient = int("".join(map(str, digits))) if digits else 0
     assert isinstance(exponent, int)
+    return (int("".join(map(str, digits))) if digits else 0), exponent
+
+
+def _scaled(units: int, step: tuple[int, int]) -> Decimal:
+    """``units * step`` exactly, with the step's exponent (no context rounding)."""
+    coefficient, exponent = step
     return Decimal(f"{units * coefficient}E{exponent}")
 
 
@@ -62,12 +67,20 @@ class MarketSpec:
 
     tick_size: Decimal
     lot_size: Decimal
+    _tick: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _lot: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _unit: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
             value = getattr(self, name)
             if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
                 raise CodecError(f"{name} must be a positive finite Decimal, got {value!r}")
+        # The steps' digits, taken apart once: every trade converts its price and quantity.
+        object.__setattr__(self, "_tick", _step(self.tick_size))
+        object.__setattr__(self, "_lot", _step(self.lot_size))
+        (tick, tick_exponent), (lot, lot_exponent) = self._tick, self._lot
+        object.__setattr__(self, "_unit", (tick * lot, tick_exponent + lot_exponent))  # tick_size * lot_size
 
     @property
     def quote_unit(self) -> Decimal:
@@ -91,14 +104,14 @@ class MarketSpec:
         return self._to_steps(price, self.tick_size, "price", PriceNotOnTick)
 
     def ticks_to_price(self, ticks: int) -> Decimal:
-        return _scaled(ticks, self.tick_size)
+        return _scaled(ticks, self._tick)
 
     def qty_to_lots(self, qty: Decimal | int) -> int:
         """Quantity -> lots; raises ``QtyNotOnLot`` unless exact."""
         return self._to_steps(qty, self.lot_size, "quantity", QtyNotOnLot)
 
     def lots_to_qty(self, lots: int) -> Decimal:
-        return _scaled(lots, self.lot_size)
+        return _scaled(lots, self._lot)
 
     def split_quote(self, amount: Decimal | int) -> tuple[int, Decimal]:
         """Quote amount -> (whole quote units, sub-unit remainder)."""
@@ -119,4 +132,4 @@ class MarketSpec:
         return self.split_quote(amount)[0]
 
     def units_to_quote(self, units: int) -> Decimal:
-        return _scaled(units, self.tick_size * self.lot_size)
+        return _scaled(units, self._unit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from fractions import Fraction
+from functools import lru_cache
 
 from django.db.models import Q
 
@@ -50,7 +51,14 @@ def ceil_to(value: Fraction | Decimal, precision: int) -> Decimal:
 
 
 def market_spec(market: Market) -> MarketSpec:
-    return MarketSpec(tick_size=market.tick_size, lot_size=market.lot_size)
+    return _spec(str(market.tick_size), str(market.lot_size))
+
+
+@lru_cache(maxsize=1024)
+def _spec(tick_size: str, lot_size: str) -> MarketSpec:
+    """One (immutable) spec per tick and lot size as written (``0.01`` and ``0.010`` scale
+    prices differently): the matcher asks for it for every order and trade."""
+    return MarketSpec(tick_size=Decimal(tick_size), lot_size=Decimal(lot_size))
 
 
 def market_check(market: Market) -> None:

@@ -51,7 +51,10 @@ def ceil_to(value: Fraction | Decimal, precision: int) -> Decimal:
 
 
 def market_spec(market: Market) -> MarketSpec:
-    return _spec(str(market.tick_size), str(market.lot_size))
+    tick_size, lot_size = market.tick_size, market.lot_size
+    if type(tick_size) is not Decimal or type(lot_size) is not Decimal:
+        return MarketSpec(tick_size=tick_size, lot_size=lot_size)  # refused there, as always
+    return _spec(str(tick_size), str(lot_size))
 
 
 @lru_cache(maxsize=1024)

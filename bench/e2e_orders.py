@@ -13,7 +13,9 @@ Processes: uvicorn with several workers (production settings), the ETH-USDT matc
    server cannot hide queueing (no coordinated omission). For every step it reports the
    achieved rate, request→response p50/p99/p99.9, and request→fill-committed latency of
    the orders that traded on arrival (the trade row's commit time minus the planned send
-   time; one clock, one machine).
+   time; one clock, one machine). ``--batch N`` sends the orders N to a request through
+   ``POST /api/v1/orders/batch`` (as a market maker or a bot would), at the same offered
+   orders/s.
 
 Usage (MariaDB and Redis running locally; the database is dropped and re-created):
 
@@ -55,6 +57,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rates", default="250,500,1000,1500", help="offered orders/s, one step each")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per step")
     parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="orders per request: 1 sends POST /api/v1/orders, more sends that many to POST /api/v1/orders/batch",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-settle", action="store_true")
     parser.add_argument("--settle-only", action="store_true", help="only the matcher settling run")
@@ -274,41 +282,64 @@ def settle_run(args: argparse.Namespace, env: dict[str, str], users: list) -> tu
 
 
 async def load_step(
-    rate: float, duration: float, tokens: list[str], base: str, rng: random.Random, connections: int
+    rate: float, duration: float, tokens: list[str], base: str, rng: random.Random, connections: int, batch: int = 1
 ) -> tuple[list[dict], float]:
+    """Offer ``rate`` orders/s for ``duration`` s; returns one result per order. With
+    ``batch`` > 1 the orders go ``batch`` to a request (``POST /api/v1/orders/batch``),
+    the requests at ``rate / batch`` per second, and each order's latency is its request's."""
     import aiohttp
 
-    n = int(rate * duration)
+    requests = int(rate * duration / batch)
     results: list[dict] = []
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         loop = asyncio.get_running_loop()
         t0_loop, t0_wall = loop.time() + 0.5, time.time() + 0.5
+        interval = batch / rate
 
         async def send(i: int) -> None:
-            planned_loop = t0_loop + i / rate
+            planned_loop = t0_loop + i * interval
             await asyncio.sleep(max(0.0, planned_loop - loop.time()))
-            body = order_mix(rng)
-            body["client_order_id"] = f"b{int(rate)}-{i}"
+            bodies = []
+            for j in range(batch):
+                body = order_mix(rng)
+                body["client_order_id"] = f"b{int(rate)}-{i}-{j}"
+                bodies.append(body)
             headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+            url, payload = (
+                (f"{base}/api/v1/orders", bodies[0])
+                if batch == 1
+                else (
+                    f"{base}/api/v1/orders/batch",
+                    {"orders": bodies},
+                )
+            )
             try:
-                async with session.post(f"{base}/api/v1/orders", json=body, headers=headers) as response:
-                    payload = await response.json()
+                async with session.post(url, json=payload, headers=headers) as response:
+                    answer = await response.json()
                     status = response.status
             except aiohttp.ClientError as exc:
-                status, payload = 0, {"error": str(exc)}
-            results.append(
-                {
-                    "i": i,
-                    "status": status,
-                    "latency": loop.time() - planned_loop,
-                    "planned_wall": t0_wall + i / rate,
-                    "order_id": payload.get("id"),
-                }
-            )
+                status, answer = 0, {"error": str(exc)}
+            latency = loop.time() - planned_loop
+            if batch == 1:
+                outcomes = [(status, answer.get("id"))]
+            elif status == 200:
+                outcomes = [(r["status"], (r["order"] or {}).get("id")) for r in answer["results"]]
+            else:
+                outcomes = [(status, None)] * batch
+            for order_status, order_id in outcomes:
+                results.append(
+                    {
+                        "i": i,
+                        "status": order_status,
+                        "latency": latency,
+                        "planned_wall": t0_wall + i * interval,
+                        "order_id": order_id,
+                    }
+                )
 
         started = loop.time()
-        await asyncio.gather(*(send(i) for i in range(n)))
+        await asyncio.gather(*(send(i) for i in range(requests)))
         elapsed = loop.time() - started - 0.5
     return results, elapsed
 
@@ -392,7 +423,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for rate in [float(r) for r in args.rates.split(",")]:
             before = meter.read()
-            results, elapsed = asyncio.run(load_step(rate, args.duration, tokens, base, rng, args.connections))
+            results, elapsed = asyncio.run(
+                load_step(rate, args.duration, tokens, base, rng, args.connections, args.batch)
+            )
             ok = [r for r in results if r["status"] == 201]
             latencies = [r["latency"] * 1000 for r in results]
             wait_drained()

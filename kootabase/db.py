@@ -310,6 +310,13 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
                     obj._state.adding, obj._state.db = False, alias
 
 
+def rows_delete(model: type[models.Model], pks: Sequence[Any]) -> int:
+    """Delete rows by primary key in one statement, without the ORM's collection of
+    related rows and its signals: for rows nothing refers to yet, such as rows this
+    transaction has just written. Returns how many were deleted."""
+    return model._base_manager.filter(pk__in=list(pks))._raw_delete(router.db_for_write(model))
+
+
 @lru_cache(maxsize=64)
 def _attnames(cls: type[models.Model]) -> tuple[str, ...]:
     return tuple(field.attname for field in cls._meta.concrete_fields)

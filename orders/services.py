@@ -8,6 +8,7 @@ performs it in sequence and releases what is left of the hold. See docs/orders.m
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_check_not_frozen
-from kootabase.db import rows_insert
+from kootabase.db import rows_delete, rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit, user_group
 from orders.catalog import market_by_symbol
@@ -31,10 +32,8 @@ from orders.pricing import (
     to_ticks,
 )
 from wallets.locks import retry_on_deadlock
-from wallets.models import MONEY, Currency
-from wallets.services import amount_validate, funds_hold
-
-BATCH_MAX = 50
+from wallets.models import MONEY, AccountKind, Currency, EntryKind
+from wallets.services import Leg, Posting, amount_validate, ledger_accounts_ensure, ledger_post_each
 
 
 def market_group(symbol: str) -> str:
@@ -248,63 +247,184 @@ def order_event(order: Order) -> dict[str, Any]:
     }
 
 
-@retry_on_deadlock
-def order_place_or_get(
-    *,
-    user: User,
-    market_symbol: str,
-    side: str,
-    type: str,
-    quantity: Decimal | None = None,
-    quote_amount: Decimal | None = None,
-    price: Decimal | None = None,
-    stop_price: Decimal | None = None,
-    time_in_force: str = TimeInForce.GTC,
-    post_only: bool = False,
-    client_order_id: str = "",
-) -> Placement:
+#: What a placement request may leave out.
+_REQUEST_DEFAULTS: dict[str, Any] = {
+    "quantity": None,
+    "quote_amount": None,
+    "price": None,
+    "stop_price": None,
+    "time_in_force": TimeInForce.GTC,
+    "post_only": False,
+    "client_order_id": "",
+}
+
+
+class PlaceRequest(NamedTuple):
+    """One order to place: ``order_place_or_get``'s arguments."""
+
+    user: User
+    market_symbol: str
+    fields: dict[str, Any]  # side, type, time_in_force, post_only, price, stop_price, quantity, quote_amount
+    client_order_id: str
+
+
+def place_request(*, user: User, market_symbol: str, **kwargs: Any) -> PlaceRequest:
+    """A ``PlaceRequest`` from ``order_place_or_get``'s keyword arguments."""
+    fields = {**_REQUEST_DEFAULTS, **kwargs}
+    client_order_id = fields.pop("client_order_id") or ""
+    return PlaceRequest(user, market_symbol, fields, client_order_id)
+
+
+def order_place_or_get(*, user: User, market_symbol: str, **kwargs: Any) -> Placement:
     """Validate, hold the funds and store the order ``pending`` for its market's matcher.
 
+    Keyword arguments: ``side``, ``type``, ``quantity``, ``quote_amount``, ``price``,
+    ``stop_price``, ``time_in_force`` (gtc), ``post_only``, ``client_order_id``.
     Returns the order and whether it is new: a ``client_order_id`` the user already used
     returns that order (``client_order_id_conflict`` if it was a different order).
-    Rejections raise before anything is written or roll the whole placement back.
-
-    A new order costs no lookup of its ``client_order_id``: the order is placed as new,
-    and only when that fails — the unique ``(user, client_order_id)`` refuses the insert,
-    or a check refuses the order — is an earlier order with that id looked for. A repeat
-    then answers exactly as if it had been looked up first: with the stored order, even
-    when a new order would now be refused (a frozen account, a halted market, funds
-    spent), unless the market is unknown or the request differs from the stored order.
+    Rejections raise, and leave nothing behind. A batch of one of ``orders_place_many``.
     """
-    fields: dict[str, Any] = {
-        "side": side,
-        "type": type,
-        "time_in_force": time_in_force,
-        "post_only": post_only,
-        "price": price,
-        "stop_price": stop_price,
-        "quantity": quantity,
-        "quote_amount": quote_amount,
-    }
-    if not client_order_id:
-        return Placement(_place(user, market_symbol, fields, uuid.uuid4().hex), True)
+    outcome = orders_place_many(requests=[place_request(user=user, market_symbol=market_symbol, **kwargs)])[0]
+    if isinstance(outcome, ServiceError):
+        raise outcome
+    return outcome
+
+
+def order_place(**kwargs: Any) -> Order:
+    """Place an order (see ``order_place_or_get``); returns the order."""
+    return order_place_or_get(**kwargs).order
+
+
+def orders_place_many(*, requests: Sequence[PlaceRequest]) -> list[Placement | ServiceError]:
+    """Place many orders, of one user or of many, in one transaction: each is accepted or
+    refused on its own, exactly as if they had been placed one after the other in this
+    order (a user's funds are counted order by order), and a refused one leaves nothing
+    behind. Returns a ``Placement`` or the refusal for each, in the order given.
+
+    A new order costs no lookup of its ``client_order_id``: the orders are inserted as
+    new, and only when that fails — the unique ``(user, client_order_id)`` refuses the
+    insert, or a check refuses the order — is an earlier order with that id looked for. A
+    repeat then answers exactly as if it had been looked up first: with the stored order,
+    even when a new order would now be refused (a frozen account, a halted market, funds
+    spent), unless the market is unknown or the request differs from the stored order.
+    A ``client_order_id`` that comes twice in ``requests`` is placed once: the later
+    requests are answered after the first is, as repeats.
+    """
+    outcomes: list[Placement | ServiceError | None] = [None] * len(requests)
+    first: set[tuple[int, str]] = set()
+    now: list[int] = []
+    later: list[int] = []
+    for index, request in enumerate(requests):
+        key = (request.user.pk, request.client_order_id)
+        if request.client_order_id and key in first:
+            later.append(index)
+            continue
+        first.add(key)
+        now.append(index)
+    stored: dict[tuple[int, str], Order] = {}
+    while True:
+        try:
+            placed = _place_all([requests[i] for i in now], stored)
+            break
+        except IntegrityError:
+            # Another request stored one of these client_order_ids since they were checked:
+            # answer those as repeats, and place the rest again.
+            found = _stored_orders([requests[i] for i in now])
+            if found.keys() <= stored.keys():
+                raise
+            stored = found
+    for index, outcome in zip(now, placed, strict=True):
+        outcomes[index] = outcome
+    repeats = [requests[i] for i in now if requests[i].client_order_id and isinstance(outcomes[i], ServiceError)]
+    if repeats:
+        found = _stored_orders(repeats)
+        for index in now:
+            request = requests[index]
+            existing = found.get((request.user.pk, request.client_order_id))
+            if existing is not None and isinstance(outcomes[index], ServiceError):
+                outcomes[index] = _repeat(request, existing)
+    if later:
+        for index, outcome in zip(later, orders_place_many(requests=[requests[i] for i in later]), strict=True):
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _stored_orders(requests: Sequence[PlaceRequest]) -> dict[tuple[int, str], Order]:
+    """The stored orders of the requests' (user, client_order_id) pairs, by pair."""
+    wanted = {(r.user.pk, r.client_order_id) for r in requests if r.client_order_id}
+    if not wanted:
+        return {}
+    candidates = Order.objects.select_related("market").filter(
+        user_id__in={user_id for user_id, _ in wanted}, client_order_id__in={cid for _, cid in wanted}
+    )
+    return {(o.user_id, o.client_order_id): o for o in candidates if (o.user_id, o.client_order_id) in wanted}
+
+
+def _check_quietly(user: User, market: Market, fields: dict[str, Any]) -> _Checked | None:
+    """The repeated request, checked as a new one would be; None if it no longer passes
+    (a repeat answers with the stored order even after, say, the price moved)."""
     try:
-        return Placement(_place(user, market_symbol, fields, client_order_id), True)
-    except (ServiceError, IntegrityError):
-        existing = Order.objects.select_related("market").filter(user=user, client_order_id=client_order_id).first()
-        if existing is None:
-            raise
-    return _replay(existing, _check_quietly(user, market_get(symbol=market_symbol), fields))
+        return _check(user=user, market=market, **fields)
+    except ServiceError:
+        return None
 
 
-def _place(user: User, market_symbol: str, fields: dict[str, Any], client_order_id: str) -> Order:
-    """Check the order, store it and hold its funds, in one transaction."""
+def _repeat(request: PlaceRequest, existing: Order) -> Placement | ServiceError:
+    try:
+        market = market_get(symbol=request.market_symbol)
+        return _replay(existing, _check_quietly(request.user, market, request.fields))
+    except ServiceError as exc:
+        return exc
+
+
+@retry_on_deadlock
+def _place_all(
+    requests: Sequence[PlaceRequest], stored: dict[tuple[int, str], Order]
+) -> list[Placement | ServiceError]:
+    """Check the orders, store them and hold their funds, in one transaction. ``stored``:
+    orders found for their client_order_ids, answered as repeats."""
+    outcomes: list[Placement | ServiceError | None] = [None] * len(requests)
+    new: list[tuple[int, Order]] = []
+    for index, request in enumerate(requests):
+        existing = stored.get((request.user.pk, request.client_order_id)) if request.client_order_id else None
+        if existing is not None:
+            outcomes[index] = _repeat(request, existing)
+            continue
+        try:
+            new.append((index, _new_order(request)))
+        except ServiceError as exc:
+            outcomes[index] = exc
+    if not new:
+        return outcomes  # type: ignore[return-value]
+    orders = [order for _, order in new]
+    with transaction.atomic():
+        # The orders go in first: a repeated client_order_id fails here, before any hold.
+        rows_insert(Order, orders)
+        holds = ledger_post_each(postings=_holds(orders))
+        refused: list[int] = []
+        for (index, order), hold in zip(new, holds, strict=True):
+            if isinstance(hold, ServiceError):
+                outcomes[index] = hold
+                refused.append(order.pk)
+            else:
+                outcomes[index] = Placement(order, True)
+                broadcast_after_commit(user_group(order.user_id), order_event(order))
+        if refused:
+            # Written a moment ago in this transaction, never seen outside it: a refused
+            # order leaves no row (and its client_order_id stays free).
+            rows_delete(Order, refused)
+    return outcomes  # type: ignore[return-value]
+
+
+def _new_order(request: PlaceRequest) -> Order:
+    """The checked order, unsaved: ``ServiceError`` if it is refused."""
+    user = request.user
     user_check_not_frozen(user=user)
-    market = market_get_open(symbol=market_symbol)
-    checked = _check(user=user, market=market, **fields)
-    order = Order(
+    market = market_get_open(symbol=request.market_symbol)
+    checked = _check(user=user, market=market, **request.fields)
+    return Order(
         user=user,
-        client_order_id=client_order_id,
+        client_order_id=request.client_order_id or uuid.uuid4().hex,
         market=market,
         side=checked.side,
         type=checked.type,
@@ -321,47 +441,27 @@ def _place(user: User, market_symbol: str, fields: dict[str, Any], client_order_
         hold_left=checked.hold_amount,
         status=OrderStatus.PENDING,
     )
-    with transaction.atomic():
-        # The insert comes first: a repeated client_order_id fails here, before any hold.
-        rows_insert(Order, [order])
-        funds_hold(
-            user=user,
-            currency=checked.hold_currency,
-            amount=checked.hold_amount,
-            reference=f"order:{order.pk}",
-            idempotency_key=f"order-hold:{order.pk}",
-            savepoint=False,  # any error rolls the whole placement back
+
+
+def _holds(orders: Sequence[Order]) -> list[Posting]:
+    """Each order's hold: its amount from the user's available balance to their locked one."""
+    kinds = (AccountKind.AVAILABLE, AccountKind.LOCKED)
+    keys = {(o.user_id, o.hold_currency_id, kind) for o in orders for kind in kinds}
+    currencies = {o.hold_currency_id: o.hold_currency for o in orders}
+    accounts = ledger_accounts_ensure(keys=keys, currencies=currencies.values())
+    postings = []
+    for order in orders:
+        available = accounts[(order.user_id, order.hold_currency_id, AccountKind.AVAILABLE)]
+        locked = accounts[(order.user_id, order.hold_currency_id, AccountKind.LOCKED)]
+        amount = order.hold_amount
+        postings.append(
+            Posting(
+                kind=EntryKind.HOLD,
+                legs=[Leg(available, amount.copy_negate()), Leg(locked, amount)],
+                reference=f"order:{order.pk}",
+            )
         )
-        broadcast_after_commit(user_group(user.pk), order_event(order))
-    return order
-
-
-def _check_quietly(user: User, market: Market, fields: dict[str, Any]) -> _Checked | None:
-    """The replayed request, checked as a new one would be; None if it no longer passes
-    (a replay answers with the stored order even after, say, the price moved)."""
-    try:
-        return _check(user=user, market=market, **fields)
-    except ServiceError:
-        return None
-
-
-def order_place(**kwargs: Any) -> Order:
-    """Place an order (see ``order_place_or_get``); returns the order."""
-    return order_place_or_get(**kwargs).order
-
-
-def orders_place_batch(*, user: User, orders: list[dict[str, Any]]) -> list[Placement | ServiceError]:
-    """Place up to ``BATCH_MAX`` orders, each on its own: one transaction per order, so
-    a rejected order leaves nothing behind and does not affect the others."""
-    if len(orders) > BATCH_MAX:
-        raise ServiceError("batch_too_large", f"A batch holds at most {BATCH_MAX} orders.")
-    results: list[Placement | ServiceError] = []
-    for spec in orders:
-        try:
-            results.append(order_place_or_get(user=user, **spec))
-        except ServiceError as exc:
-            results.append(exc)
-    return results
+    return postings
 
 
 # --- Cancel requests ------------------------------------------------------------------

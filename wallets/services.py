@@ -295,22 +295,36 @@ def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry
             )
 
 
-def _refuse(balance: Decimal, user_id: int | None, currency: Currency, kind: str, index: int) -> None:
+def _refusal(balance: Decimal, user_id: int | None, currency: Currency, kind: str, index: int) -> ServiceError:
     if user_id is not None and balance < 0:
-        raise ServiceError(
+        return ServiceError(
             "insufficient_funds",
             f"Insufficient {currency.code} funds: {balance.copy_negate():f} more is needed in the {kind} balance.",
             details={"currency": currency.code, "account": kind, "posting": index},
         )
-    raise ServiceError(
+    return ServiceError(
         "amount_out_of_range",
         f"The resulting {currency.code} balance is beyond the ledger's range.",
         details={"currency": currency.code, "posting": index},
     )
 
 
-def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currencies: dict[int, Currency]) -> None:
-    """Lock the balance rows, check, write the legs and the balances."""
+def _refused(
+    posting: Posting, balances: dict[int, Decimal], currencies: dict[int, Currency], index: int
+) -> ServiceError | None:
+    """Why ``posting`` cannot leave its accounts at ``balances`` (a user balance below
+    zero, any balance beyond the ledger's range); None when it can."""
+    for leg in posting.legs:
+        account = leg.account
+        balance, user_id = balances[account.id], account.user_id
+        if (user_id is not None and balance < 0) or balance.copy_abs() >= AMOUNT_LIMIT:
+            return _refusal(balance, user_id, currencies[account.currency_id], account.kind, index)
+    return None
+
+
+def _lock(postings: Sequence[Posting]) -> tuple[dict[int, AccountKey], dict[int, tuple[Decimal, AccountKey]]]:
+    """Lock the balance rows the postings move (and the users' other balances of those
+    currencies); returns what each id must be and what was locked."""
     expected: dict[int, AccountKey] = {}
     for posting in postings:
         for leg in posting.legs:
@@ -332,20 +346,17 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
         account_ids.forget()  # an id this process remembered is wrong: the database changed under it
         wrong = sorted(pk for pk, key in expected.items() if locked.get(pk, (None, None))[1] != key)
         raise ValueError(f"unknown ledger accounts {wrong}")
-    balances = {pk: balance for pk, (balance, _) in locked.items()}
-    legs: list[tuple[int, int, Decimal, Decimal]] = []
-    with localcontext(MONEY):
-        for index, (posting, entry) in enumerate(zip(postings, entries, strict=True)):
-            entry_id = entry.id
-            for leg in posting.legs:
-                pk = leg.account.id
-                balance = balances[pk] = balances[pk] + leg.amount
-                legs.append((entry_id, pk, leg.amount, balance))
-            for leg in posting.legs:
-                account = leg.account
-                balance, user_id = balances[account.id], account.user_id
-                if (user_id is not None and balance < 0) or balance.copy_abs() >= AMOUNT_LIMIT:
-                    _refuse(balance, user_id, currencies[account.currency_id], account.kind, index)
+    return expected, locked
+
+
+def _write(
+    expected: dict[int, AccountKey],
+    locked: dict[int, tuple[Decimal, AccountKey]],
+    balances: dict[int, Decimal],
+    legs: list[tuple[int, int, Decimal, Decimal]],
+    currencies: dict[int, Currency],
+) -> None:
+    """Write the legs and the balances that changed, and announce them after the commit."""
     sql.legs_insert(legs)
     changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
     if changed:
@@ -356,6 +367,30 @@ def _apply(postings: Sequence[Posting], entries: Sequence[JournalEntry], currenc
         if user_id is not None:
             users[(user_id, currency_id)][kind] = balances[pk]
     balances_changed(changes=users, currencies=currencies)
+
+
+def _apply(
+    postings: Sequence[Posting],
+    entries: Sequence[JournalEntry],
+    currencies: dict[int, Currency],
+    positions: Sequence[int],
+) -> None:
+    """Lock the balance rows, check, write the legs and the balances. ``positions``: each
+    posting's index in the caller's batch, for the errors."""
+    expected, locked = _lock(postings)
+    balances = {pk: balance for pk, (balance, _) in locked.items()}
+    legs: list[tuple[int, int, Decimal, Decimal]] = []
+    with localcontext(MONEY):
+        for posting, entry, position in zip(postings, entries, positions, strict=True):
+            entry_id = entry.id
+            for leg in posting.legs:
+                pk = leg.account.id
+                balance = balances[pk] = balances[pk] + leg.amount
+                legs.append((entry_id, pk, leg.amount, balance))
+            refusal = _refused(posting, balances, currencies, position)
+            if refusal is not None:
+                raise refusal
+    _write(expected, locked, balances, legs, currencies)
 
 
 def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[JournalEntry]:
@@ -376,8 +411,94 @@ def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[Journa
         _check_replays(postings, replayed)
         fresh = [i for i in range(len(postings)) if i not in replayed]
         if fresh:
-            _apply([postings[i] for i in fresh], [entries[i] for i in fresh], currencies)
+            _apply([postings[i] for i in fresh], [entries[i] for i in fresh], currencies, fresh)
     return [replayed.get(i, entry) for i, entry in enumerate(entries)]
+
+
+def _post_each(postings: Sequence[Posting]) -> list[JournalEntry | ServiceError]:
+    postings = list(postings)
+    keys = [p.idempotency_key for p in postings if p.idempotency_key]
+    if len(keys) != len(set(keys)):
+        raise ValueError("the same idempotency key appears twice in one batch")
+    outcomes: list[JournalEntry | ServiceError | None] = [None] * len(postings)
+    currencies: dict[int, Currency] = {}
+    for index, posting in enumerate(postings):
+        try:
+            currencies |= _validate([posting])
+        except ServiceError as exc:
+            outcomes[index] = exc
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    with transaction.atomic(savepoint=False):
+        # Which postings replay a stored key must be known before any is checked: a
+        # replay moves nothing, so it must not count in the balances the others see.
+        keyed = {postings[i].idempotency_key: i for i in todo if postings[i].idempotency_key}
+        if keyed:
+            stored = JournalEntry.objects.filter(idempotency_key__in=list(keyed)).in_bulk(field_name="idempotency_key")
+            replayed = {keyed[key]: entry for key, entry in stored.items()}
+            _check_replays(postings, replayed)
+            outcomes = [replayed.get(i, outcome) for i, outcome in enumerate(outcomes)]
+            todo = [i for i in todo if i not in replayed]
+        if not todo:
+            return outcomes  # type: ignore[return-value]
+        expected, locked = _lock([postings[i] for i in todo])
+        balances = {pk: balance for pk, (balance, _) in locked.items()}
+        fitting: list[int] = []
+        moves: list[list[tuple[int, Decimal, Decimal]]] = []
+        with localcontext(MONEY):
+            for index in todo:
+                posting = postings[index]
+                after: dict[int, Decimal] = {}
+                rows = []
+                for leg in posting.legs:
+                    pk = leg.account.id
+                    balance = after[pk] = after.get(pk, balances[pk]) + leg.amount
+                    rows.append((pk, leg.amount, balance))
+                refusal = _refused(posting, after, currencies, index)
+                if refusal is not None:
+                    outcomes[index] = refusal  # counted nowhere: the next posting sees the balances without it
+                    continue
+                balances.update(after)
+                fitting.append(index)
+                moves.append(rows)
+        if fitting:
+            entries = [
+                model_build(
+                    JournalEntry,
+                    {
+                        "kind": postings[i].kind,
+                        "reference": postings[i].reference,
+                        "idempotency_key": postings[i].idempotency_key or None,
+                    },
+                )
+                for i in fitting
+            ]
+            if sql.entries_insert(entries, skip_stored_keys=bool(keyed)):
+                # A concurrent transaction stored one of the keys after they were looked up.
+                raise Conflict("idempotency_conflict", "Concurrent requests with the same keys; try again.")
+            legs = [
+                (entry.id, pk, amount, balance)
+                for entry, rows in zip(entries, moves, strict=True)
+                for pk, amount, balance in rows
+            ]
+            _write(expected, locked, balances, legs, currencies)
+            for index, entry in zip(fitting, entries, strict=True):
+                outcomes[index] = entry
+    return outcomes  # type: ignore[return-value]
+
+
+@retry_on_deadlock
+def ledger_post_each(*, postings: Sequence[Posting]) -> list[JournalEntry | ServiceError]:
+    """Post each of ``postings`` that can be posted, in one transaction (the caller's, if
+    it has one) with a constant number of queries; returns an entry or an error for each,
+    in the order given.
+
+    The postings are taken in order, each checked against the balances the ones before
+    it that were posted left: one that would leave a user balance negative, or is
+    invalid itself, is refused with its error (``insufficient_funds``, ``amount_precision``
+    ...), writes nothing and counts for nothing. A posting whose idempotency key is
+    already stored returns the stored entry and moves nothing, as in ``ledger_post_batch``.
+    """
+    return _post_each(postings)
 
 
 @retry_on_deadlock

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -91,24 +93,34 @@ class OrderBatchView(generics.GenericAPIView):
     def post(self, request: Request) -> Response:
         batch = s.OrderBatchInput(data=request.data)
         batch.is_valid(raise_exception=True)
-        results = []
+        # Each order is checked on its own; those whose input is valid are placed together,
+        # in one transaction, each accepted or refused on its own (services.orders_place_many).
+        results: list[dict[str, Any] | None] = []
+        requests: list[services.PlaceRequest] = []
         for item in batch.validated_data["orders"]:
             data = s.OrderPlaceInput(data=item)
             try:
                 data.is_valid(raise_exception=True)
-                placement = services.order_place_or_get(user=request.user, **data.to_service())
-            except (ServiceError, exceptions.ValidationError) as exc:
-                error = exception_handler(exc, {"view": self})
-                results.append({"status": error.status_code, "order": None, "error": error.data})
+            except exceptions.ValidationError as exc:
+                results.append(self._refusal(exc))
                 continue
-            results.append(
-                {
-                    "status": 201 if placement.created else 200,
-                    "order": s.OrderSerializer(placement.order).data,
-                    "error": None,
-                }
-            )
+            results.append(None)
+            requests.append(services.place_request(user=request.user, **data.to_service()))
+        outcomes = iter(services.orders_place_many(requests=requests))
+        for index, result in enumerate(results):
+            if result is not None:
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, ServiceError):
+                results[index] = self._refusal(outcome)
+            else:
+                status_code = 201 if outcome.created else 200
+                results[index] = {"status": status_code, "order": s.OrderSerializer(outcome.order).data, "error": None}
         return Response({"results": results})
+
+    def _refusal(self, exc: Exception) -> dict[str, Any]:
+        error = exception_handler(exc, {"view": self})
+        return {"status": error.status_code, "order": None, "error": error.data}
 
 
 class OrderDetailView(generics.GenericAPIView):

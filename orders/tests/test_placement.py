@@ -8,9 +8,10 @@ from django.utils import timezone
 from accounts.models import User
 from kootabase.errors import ServiceError
 from orders.models import Market, Order
-from orders.services import order_place_or_get
+from orders.services import Placement, order_place_or_get, orders_place_many, place_request
 from orders.tests.conftest import balance
 from wallets.models import AccountKind, JournalEntry
+from wallets.services import ledger_audit_run
 
 URL = "/api/v1/orders"
 
@@ -36,8 +37,8 @@ def test_limit_buy_holds_quote_plus_the_highest_fee(alice_client, alice, usdt):
     assert order.hold_amount == order.hold_left == Decimal("3006")  # 3000 x 1.002
     assert balance(alice, usdt) == Decimal("100000") - Decimal("3006")
     assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
-    entry = JournalEntry.objects.get(idempotency_key=f"order-hold:{order.pk}")
-    assert entry.reference == f"order:{order.pk}"
+    entry = JournalEntry.objects.get(reference=f"order:{order.pk}")
+    assert entry.kind == "hold"
 
 
 def test_limit_sell_holds_base(alice_client, alice, eth):
@@ -214,3 +215,102 @@ def test_batch_is_limited_to_fifty(alice_client, unchanged):
 
 def test_placement_needs_authentication(api_client, markets):
     assert api_client.post(URL, limit()).status_code == 401
+
+
+# --- Many orders in one transaction ---------------------------------------------------
+
+
+def _request(user, **overrides):
+    fields = {"side": "buy", "type": "limit", "price": Decimal(2000), "quantity": Decimal("1.5"), **overrides}
+    return place_request(user=user, market_symbol=fields.pop("market", "ETH-USDT"), **fields)
+
+
+def test_many_orders_are_placed_as_if_one_after_the_other(alice, bob, usdt, eth):
+    outcomes = orders_place_many(
+        requests=[
+            _request(alice, quantity=Decimal(30), client_order_id="m-1"),  # 60,120 USDT
+            _request(bob, side="sell", quantity=Decimal(2)),
+            _request(alice, quantity=Decimal(30), client_order_id="m-2"),  # 39,880 left: refused
+            _request(alice, price=Decimal("2000.001")),  # off the tick
+            _request(alice, quantity=Decimal(19), client_order_id="m-3"),  # 38,076: fits
+        ]
+    )
+    assert [isinstance(o, Placement) for o in outcomes] == [True, True, False, False, True]
+    assert (outcomes[2].code, outcomes[3].code) == ("insufficient_funds", "price_not_on_tick")
+    assert all(o.created for o in outcomes if isinstance(o, Placement))
+    assert sorted(Order.objects.values_list("client_order_id", flat=True).filter(user=alice)) == ["m-1", "m-3"]
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("60120") + Decimal("38076")
+    assert balance(bob, eth, AccountKind.LOCKED) == Decimal(2)
+    assert JournalEntry.objects.filter(kind="hold").count() == 3
+    assert ledger_audit_run().ok
+
+
+def test_a_refused_order_of_many_leaves_no_row_and_its_client_order_id_free(alice, usdt):
+    refused = orders_place_many(requests=[_request(alice, quantity=Decimal(9999), client_order_id="free")])[0]
+    assert refused.code == "insufficient_funds"
+    assert not Order.objects.exists()
+    assert not JournalEntry.objects.filter(kind="hold").exists()
+    assert orders_place_many(requests=[_request(alice, client_order_id="free")])[0].created
+
+
+def test_a_client_order_id_twice_in_one_call_is_placed_once(alice, usdt):
+    first, same, different = orders_place_many(
+        requests=[
+            _request(alice, client_order_id="twice"),
+            _request(alice, client_order_id="twice"),
+            _request(alice, client_order_id="twice", price=Decimal(1999)),
+        ]
+    )
+    assert (first.created, same.created, same.order.pk) == (True, False, first.order.pk)
+    assert different.code == "client_order_id_conflict"
+    assert Order.objects.count() == 1
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+
+
+def test_a_stored_client_order_id_among_many_is_a_repeat_and_the_others_are_placed(alice, bob, usdt):
+    stored = order_place_or_get(user=alice, market_symbol="ETH-USDT", **_request(alice).fields, client_order_id="old")
+    again, new, other = orders_place_many(
+        requests=[
+            _request(alice, client_order_id="old"),
+            _request(alice, client_order_id="new"),
+            _request(bob, client_order_id="old"),  # client_order_ids are per user
+        ]
+    )
+    assert (again.created, again.order.pk) == (False, stored.order.pk)
+    assert new.created and other.created
+    assert Order.objects.count() == 3
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("6012")
+
+
+@pytest.mark.parametrize("count", [2, 40])
+def test_many_orders_take_a_bounded_number_of_queries(alice, bob, count, django_assert_max_num_queries):
+    requests = [_request(alice if i % 2 else bob, quantity=Decimal("0.01")) for i in range(count)]
+    orders_place_many(requests=requests[:1])  # the ledger accounts' ids are then known to the process
+    # Constant on MariaDB; SQLite's cap of 999 parameters splits the orders' INSERT.
+    from django.db import connection
+
+    fields = Order._meta.concrete_fields[1:]
+    extra = -(-count // connection.ops.bulk_batch_size(fields, range(count))) - 1
+    with django_assert_max_num_queries(8 + extra):
+        outcomes = orders_place_many(requests=requests)
+    assert all(o.created for o in outcomes)
+
+
+def test_batch_endpoint_places_many_users_orders_in_order(alice_client, alice, usdt):
+    response = alice_client.post(
+        URL + "/batch",
+        {
+            "orders": [
+                limit(client_order_id="x1", quantity="30"),
+                limit(client_order_id="x2", quantity="30"),
+                limit(client_order_id="x1", quantity="30"),
+                {"market": "ETH-USDT", "side": "buy"},
+            ]
+        },
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 200, 400]
+    assert results[1]["error"]["code"] == "insufficient_funds"
+    assert results[2]["order"]["id"] == results[0]["order"]["id"]
+    assert results[3]["error"]["code"] == "type_required"
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("60120")

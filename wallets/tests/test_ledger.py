@@ -331,3 +331,71 @@ def test_a_replayed_batch_moves_nothing_again(traders, usdt, btc):
     assert JournalEntry.objects.filter(kind="trade").count() == 6
     assert state != list(LedgerAccount.objects.order_by("pk").values_list("balance", flat=True))
     assert services.ledger_audit_run().ok
+
+
+# --- Each posting on its own ----------------------------------------------------------
+
+
+def _hold(user, currency, amount, reference=""):
+    return Posting(
+        kind=EntryKind.HOLD,
+        reference=reference,
+        legs=[Leg(account(user, currency), -Decimal(amount)), Leg(account(user, currency, LOCKED), Decimal(amount))],
+    )
+
+
+@pytest.mark.django_db
+def test_each_posting_is_taken_in_order_and_a_refused_one_moves_nothing(alice, bob, usdt):
+    fund(alice, usdt, "100")
+    fund(bob, usdt, "10")
+    entries_before = JournalEntry.objects.count()
+    outcomes = services.ledger_post_each(
+        postings=[
+            _hold(alice, usdt, "60", "h:1"),
+            _hold(alice, usdt, "60", "h:2"),  # 40 left: refused
+            _hold(bob, usdt, "10", "h:3"),
+            _hold(alice, usdt, "40", "h:4"),  # the refused one counted nothing: fits exactly
+        ]
+    )
+    refused = outcomes[1]
+    assert isinstance(refused, ServiceError)
+    assert (refused.code, refused.details["currency"], refused.details["posting"]) == ("insufficient_funds", "USDT", 1)
+    assert [e.reference for e in outcomes if isinstance(e, JournalEntry)] == ["h:1", "h:3", "h:4"]
+    assert JournalEntry.objects.count() == entries_before + 3
+    assert not JournalEntry.objects.filter(reference="h:2").exists()
+    assert (balance(alice, usdt), balance(alice, usdt, LOCKED)) == (Decimal(0), Decimal(100))
+    assert (balance(bob, usdt), balance(bob, usdt, LOCKED)) == (Decimal(0), Decimal(10))
+    legs = list(LedgerLeg.objects.filter(entry__reference="h:4").order_by("pk").values_list("amount", "balance_after"))
+    assert legs == [(Decimal(-40), Decimal(0)), (Decimal(40), Decimal(100))]
+    assert services.ledger_audit_run().ok
+
+
+@pytest.mark.django_db
+def test_each_posting_refuses_a_bad_amount_on_its_own(alice, usdt):
+    fund(alice, usdt, "100")
+    outcomes = services.ledger_post_each(
+        postings=[_hold(alice, usdt, "0.0000001"), _hold(alice, usdt, "5", "h:ok")]  # USDT has 6 places
+    )
+    assert isinstance(outcomes[0], ServiceError) and outcomes[0].code == "amount_precision"
+    assert isinstance(outcomes[1], JournalEntry) and outcomes[1].reference == "h:ok"
+    assert balance(alice, usdt) == Decimal(95)
+
+
+@pytest.mark.django_db
+def test_each_posting_all_refused_changes_nothing(alice, usdt, unchanged_ledger):
+    fund(alice, usdt, "1")
+    with unchanged_ledger():
+        outcomes = services.ledger_post_each(postings=[_hold(alice, usdt, "2"), _hold(alice, usdt, "3")])
+    assert [o.code for o in outcomes] == ["insufficient_funds", "insufficient_funds"]
+
+
+@pytest.mark.django_db
+def test_each_posting_replays_a_stored_key(alice, usdt):
+    fund(alice, usdt, "100")
+    keyed = Posting(kind=EntryKind.HOLD, legs=_hold(alice, usdt, "70").legs, idempotency_key="hold-once")
+    first = services.ledger_post_each(postings=[keyed])[0]
+    again = services.ledger_post_each(postings=[keyed, _hold(alice, usdt, "30")])
+    assert again[0].pk == first.pk
+    assert isinstance(again[1], JournalEntry)
+    assert balance(alice, usdt) == Decimal(0)
+    assert services.ledger_audit_run().ok

@@ -118,6 +118,11 @@ MIDDLEWARE = [
 # kootabase/asgi_handler.py.
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=32)
 
+# Group commit for order placement (orders/group_placement.py): the orders of a web
+# process's concurrent requests are placed together, up to this many in one transaction.
+ORDER_PLACEMENT_GROUPING = env.bool("ORDER_PLACEMENT_GROUPING", default=True)
+ORDER_PLACEMENT_GROUP_MAX = env.int("ORDER_PLACEMENT_GROUP_MAX", default=50)
+
 ROOT_URLCONF = "kootabase.urls"
 ASGI_APPLICATION = "kootabase.asgi.application"
 WSGI_APPLICATION = None

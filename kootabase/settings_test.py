@@ -17,4 +17,8 @@ if _configured_broker.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 # Monitoring counters in the test process's memory, apart from a running instance's file.
 MONITORING_STORE_PATH = ":memory:"
+# Each test runs in a transaction of its own connection, which the placement thread's
+# connection could not see: requests place their orders themselves. The grouping's own
+# tests switch it on (orders/tests/test_group_placement.py).
+ORDER_PLACEMENT_GROUPING = False
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

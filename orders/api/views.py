@@ -17,6 +17,7 @@ from kootabase.api.serializers import ErrorSerializer
 from kootabase.errors import ServiceError
 from orders import positions, selectors, services, swap
 from orders.api import serializers as s
+from orders.group_placement import order_place_grouped
 from orders.models import Order, Trade
 
 ERRORS = dict.fromkeys((400, 401, 409), ErrorSerializer)
@@ -61,7 +62,8 @@ class OrdersView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = s.OrderPlaceInput(data=request.data)
         data.is_valid(raise_exception=True)
-        placement = services.order_place_or_get(user=request.user, **data.to_service())
+        # With the other requests' orders of this process, in one transaction (group commit).
+        placement = order_place_grouped(services.place_request(user=request.user, **data.to_service()))
         return Response(
             s.OrderSerializer(placement.order).data,
             status=status.HTTP_201_CREATED if placement.created else status.HTTP_200_OK,

@@ -1,0 +1,115 @@
+"""Group commit: concurrent requests' orders placed together by the process's placement
+thread, each answered with its own outcome (MariaDB: the thread has its own connection,
+and the test holds row locks to make a group form)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+
+from kootabase.errors import ServiceError
+from orders import group_placement
+from orders.models import Order
+from orders.services import Placement, place_request
+from orders.tests.conftest import balance, client_of, trader
+from wallets.locks import ledger_accounts_lock
+from wallets.models import AccountKind, LedgerAccount
+from wallets.services import ledger_audit_run
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def grouping(settings, markets):
+    settings.ORDER_PLACEMENT_GROUPING = True
+    settings.ORDER_PLACEMENT_GROUP_MAX = 50
+    return group_placement._group_placer()
+
+
+def _request(user, quantity: str, client_order_id: str):
+    return place_request(
+        user=user,
+        market_symbol="ETH-USDT",
+        side="buy",
+        type="limit",
+        price=Decimal(2000),
+        quantity=Decimal(quantity),
+        client_order_id=client_order_id,
+    )
+
+
+def _wait_for(condition, timeout: float = 10, every: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every)
+
+
+def _a_lock_wait() -> bool:
+    """A transaction waits for a row lock (InnoDB refreshes this table at most every 0.1 s)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")
+        return cursor.fetchone()[0] > 0
+
+
+def test_waiting_orders_are_placed_as_one_group_each_with_its_own_outcome(grouping, usdt):
+    alice, bob = trader("alice@example.com"), trader("bob@example.com")
+    outcomes: dict[str, Placement | ServiceError] = {}
+
+    def place(user, quantity: str, client_order_id: str) -> None:
+        try:
+            outcomes[client_order_id] = group_placement.order_place_grouped(_request(user, quantity, client_order_id))
+        except ServiceError as exc:
+            outcomes[client_order_id] = exc
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=place, args=(alice, "1", "first"))
+    rest = [
+        threading.Thread(target=place, args=(alice, "30", "a-30")),  # 60,120 of the 96,994 left
+        threading.Thread(target=place, args=(alice, "30", "a-30-more")),  # refused: 36,874 left
+        threading.Thread(target=place, args=(bob, "2", "b-2")),
+        threading.Thread(target=place, args=(alice, "18", "a-18")),  # 36,072: fits
+    ]
+    alice_accounts = LedgerAccount.objects.filter(user=alice).values_list("pk", flat=True)
+    with transaction.atomic():
+        list(ledger_accounts_lock(account_ids=alice_accounts))  # the first group waits on these rows
+        first.start()
+        _wait_for(_a_lock_wait, every=0.25)  # the placement thread is inside the first group's transaction
+        for waiting, thread in enumerate(rest, start=1):
+            thread.start()
+            _wait_for(lambda waiting=waiting: grouping._waiting.qsize() == waiting)  # in this order
+    for thread in (first, *rest):
+        thread.join(30)
+        assert not thread.is_alive()
+
+    assert isinstance(outcomes["a-30-more"], ServiceError)
+    assert outcomes["a-30-more"].code == "insufficient_funds"
+    placed = {cid: o.order for cid, o in outcomes.items() if isinstance(o, Placement)}
+    assert sorted(placed) == ["a-18", "a-30", "b-2", "first"]
+    # One group for the first order, one for the four that waited: each group's rows
+    # carry the one time of its insert.
+    times = dict(Order.objects.values_list("client_order_id", "created_at"))
+    assert len({times["a-30"], times["b-2"], times["a-18"]}) == 1
+    assert times["first"] != times["a-30"]
+    assert sorted(times) == ["a-18", "a-30", "b-2", "first"]
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("2004") + Decimal("60120") + Decimal("36072")
+    assert ledger_audit_run().ok
+
+
+def test_a_request_through_the_api_is_answered_by_the_placement_thread(grouping, usdt):
+    alice = trader("alice@example.com")
+    client = client_of(alice)
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "2000", "quantity": "1.5"}
+    placed = client.post("/api/v1/orders", {**body, "client_order_id": "api-1"})
+    again = client.post("/api/v1/orders", {**body, "client_order_id": "api-1"})
+    refused = client.post("/api/v1/orders", {**body, "quantity": "9999"})
+    assert (placed.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == placed.json()["id"]
+    assert (refused.status_code, refused.json()["code"]) == (400, "insufficient_funds")
+    assert Order.objects.count() == 1
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")

@@ -90,7 +90,11 @@ class OrderBatchView(generics.GenericAPIView):
         tags=["orders"],
         request=s.OrderBatchInput,
         responses={200: s.BatchOutput, **ERRORS},
-        description="Place up to 50 orders; each is accepted or rejected on its own.",
+        description=(
+            "Place up to 50 orders in one transaction; each is accepted or rejected on its own, as if placed "
+            "one after the other in the order given (funds are counted order by order). The fastest way to "
+            "place many orders."
+        ),
     )
     def post(self, request: Request) -> Response:
         batch = s.OrderBatchInput(data=request.data)

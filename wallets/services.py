@@ -297,9 +297,10 @@ def _check_replays(postings: Sequence[Posting], replayed: dict[int, JournalEntry
 
 def _refusal(balance: Decimal, user_id: int | None, currency: Currency, kind: str, index: int) -> ServiceError:
     if user_id is not None and balance < 0:
+        shortfall = balance.copy_negate().normalize()
         return ServiceError(
             "insufficient_funds",
-            f"Insufficient {currency.code} funds: {balance.copy_negate():f} more is needed in the {kind} balance.",
+            f"Insufficient {currency.code} funds: {shortfall:f} more is needed in the {kind} balance.",
             details={"currency": currency.code, "account": kind, "posting": index},
         )
     return ServiceError(

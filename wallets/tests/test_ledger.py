@@ -399,3 +399,10 @@ def test_each_posting_replays_a_stored_key(alice, usdt):
     assert isinstance(again[1], JournalEntry)
     assert balance(alice, usdt) == Decimal(0)
     assert services.ledger_audit_run().ok
+
+
+@pytest.mark.django_db
+def test_an_insufficient_funds_message_names_the_shortfall_plainly(alice, usdt):
+    fund(alice, usdt, "100")
+    refused = services.ledger_post_each(postings=[_hold(alice, usdt, "9919999.82")])[0]
+    assert refused.message == "Insufficient USDT funds: 9919899.82 more is needed in the available balance."

@@ -113,3 +113,13 @@ def test_a_request_through_the_api_is_answered_by_the_placement_thread(grouping,
     assert (refused.status_code, refused.json()["code"]) == (400, "insufficient_funds")
     assert Order.objects.count() == 1
     assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
+
+
+def test_a_failure_reaches_the_waiting_request_and_the_thread_goes_on(grouping, usdt):
+    alice = trader("alice@example.com")
+    broken = _request(alice, "1", "broken")._replace(fields={"no_such_field": 1})
+    with pytest.raises(TypeError):
+        grouping.place(broken)
+    placed = group_placement.order_place_grouped(_request(alice, "1", "after"))
+    assert placed.created and placed.order.client_order_id == "after"
+    assert list(Order.objects.values_list("client_order_id", flat=True)) == ["after"]

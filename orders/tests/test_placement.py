@@ -314,3 +314,15 @@ def test_batch_endpoint_places_many_users_orders_in_order(alice_client, alice, u
     assert results[2]["order"]["id"] == results[0]["order"]["id"]
     assert results[3]["error"]["code"] == "type_required"
     assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("60120")
+
+
+def test_many_orders_all_refused_change_nothing(alice, bob, unchanged):
+    with unchanged():
+        outcomes = orders_place_many(
+            requests=[
+                _request(alice, quantity=Decimal(9999), client_order_id="r-1"),
+                _request(bob, side="sell", quantity=Decimal(1000)),
+                _request(alice, market="DOGE-USDT"),
+            ]
+        )
+    assert [o.code for o in outcomes] == ["insufficient_funds", "insufficient_funds", "unknown_market"]

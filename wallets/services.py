@@ -394,17 +394,20 @@ def _apply(
     _write(expected, locked, balances, legs, currencies)
 
 
+def _entry(posting: Posting) -> JournalEntry:
+    """The posting's journal entry, unsaved."""
+    return model_build(
+        JournalEntry,
+        {"kind": posting.kind, "reference": posting.reference, "idempotency_key": posting.idempotency_key or None},
+    )
+
+
 def _post(postings: Sequence[Posting], *, savepoint: bool = True) -> list[JournalEntry]:
     postings = list(postings)
     if not postings:
         return []
     currencies = _validate(postings)
-    entries = [
-        model_build(
-            JournalEntry, {"kind": p.kind, "reference": p.reference, "idempotency_key": p.idempotency_key or None}
-        )
-        for p in postings
-    ]
+    entries = [_entry(p) for p in postings]
     # The services below call this inside their own atomic block, which rolls back on any
     # error: they skip the savepoint (two round trips per posting).
     with transaction.atomic(savepoint=savepoint):
@@ -462,17 +465,7 @@ def _post_each(postings: Sequence[Posting]) -> list[JournalEntry | ServiceError]
                 fitting.append(index)
                 moves.append(rows)
         if fitting:
-            entries = [
-                model_build(
-                    JournalEntry,
-                    {
-                        "kind": postings[i].kind,
-                        "reference": postings[i].reference,
-                        "idempotency_key": postings[i].idempotency_key or None,
-                    },
-                )
-                for i in fitting
-            ]
+            entries = [_entry(postings[i]) for i in fitting]
             if sql.entries_insert(entries, skip_stored_keys=bool(keyed)):
                 # A concurrent transaction stored one of the keys after they were looked up.
                 raise Conflict("idempotency_conflict", "Concurrent requests with the same keys; try again.")

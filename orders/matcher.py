@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from kootabase.db import model_build, rows_insert, rows_update
@@ -307,19 +308,26 @@ class MarketMatcher:
         """Process one batch of pending orders and cancels; returns how many. On a halted
         market nothing; on a cancel-only one only cancels (see ``orders.controls``)."""
         market = self._market()
-        status = Market.objects.filter(pk=market.pk).values_list("status", flat=True).get()
+        pending_orders = Order.objects.filter(market=market, status=OrderStatus.PENDING)
+        cancel_requests = Order.objects.filter(market=market, cancel_requested=True, status__in=_CANCELLABLE)
+        # One statement says whether there is work of each kind; an idle poll is just that.
+        status, has_pending, has_cancels = (
+            Market.objects.filter(pk=market.pk)
+            .annotate(has_pending=Exists(pending_orders), has_cancels=Exists(cancel_requests))
+            .values_list("status", "has_pending", "has_cancels")
+            .get()
+        )
         if status == Market.Status.HALTED:
             self._heartbeat_if_due()
             return 0
-        pending_orders = Order.objects.filter(market=market, status=OrderStatus.PENDING)
-        if status != Market.Status.ACTIVE:  # cancel-only: only those cancelled before they reached the book
-            pending_orders = pending_orders.filter(cancel_requested=True)
-        pending = list(pending_orders.order_by("pk")[: self.batch_size])
-        cancels = list(
-            Order.objects.filter(market=market, cancel_requested=True, status__in=_CANCELLABLE).order_by("pk")[
-                : self.batch_size
-            ]
-        )
+        pending: list[Order] = []
+        cancels: list[Order] = []
+        if has_pending:
+            if status != Market.Status.ACTIVE:  # cancel-only: only those cancelled before they reached the book
+                pending_orders = pending_orders.filter(cancel_requested=True)
+            pending = list(pending_orders.order_by("pk")[: self.batch_size])
+        if has_cancels:
+            cancels = list(cancel_requests.order_by("pk")[: self.batch_size])
         if not pending and not cancels:
             self._heartbeat_if_due()
             return 0

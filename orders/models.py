@@ -166,6 +166,9 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["market", "status", "id"], name="orders_market_status_id"),
+            # The matcher's poll for cancels to run: without it, a scan of the market's
+            # whole history on every poll (the flag stays set on cancelled orders).
+            models.Index(fields=["market", "cancel_requested", "status", "id"], name="orders_market_cancel_status"),
             models.Index(fields=["user", "-id"], name="orders_user_id_desc"),
         ]
 

@@ -1,0 +1,109 @@
+"""The matcher's poll for work reads the work, not the market's history or its book (MariaDB: the
+server's own row counters, so the test does not depend on timing)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orders.matcher import MarketMatcher
+from orders.models import Order, OrderStatus, OrderType, Side
+from orders.tests.conftest import trader
+
+pytestmark = pytest.mark.django_db
+
+HISTORY = 3000
+
+
+def _rows_read() -> int:
+    """Rows this connection's statements have read so far: by key, in index order and by scan."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%%'")
+        return sum(int(value) for _, value in cursor.fetchall())
+
+
+def _history(market, user, usdt) -> None:
+    """What a market accumulates: finished orders (cancelled ones keep their
+    ``cancel_requested`` flag, filled ones never had it) and a book of resting ones."""
+    statuses = (OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.OPEN)
+    orders = []
+    for i in range(HISTORY):
+        status = statuses[i % 3]
+        orders.append(
+            Order(
+                user=user,
+                client_order_id=f"old-{i}",
+                market=market,
+                side=Side.BUY,
+                type=OrderType.LIMIT,
+                price=Decimal(2000),
+                quantity=Decimal("0.01"),
+                maker_fee_rate=Decimal("0.001"),
+                taker_fee_rate=Decimal("0.002"),
+                status=status,
+                cancel_requested=status == OrderStatus.CANCELLED,
+                book_priority=i if status == OrderStatus.OPEN else None,
+                hold_currency=usdt,
+                hold_amount=Decimal("20.04"),
+                hold_left=Decimal("20.04") if status == OrderStatus.OPEN else Decimal(0),
+            )
+        )
+    Order.objects.bulk_create(orders, batch_size=1000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE TABLE orders_order")
+        cursor.fetchall()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)  # ANALYZE TABLE commits: the rows are removed after, not rolled back
+def test_an_idle_poll_reads_neither_the_history_nor_the_book(eth_usdt, usdt):
+    _history(eth_usdt, trader("history@example.com"), usdt)
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start(take_lock=False)
+    try:
+        before = _rows_read()
+        baseline = _rows_read() - before  # what reading the counters itself costs
+        before = _rows_read()
+        assert matcher.run_once() == 0
+        read = _rows_read() - before - baseline
+    finally:
+        matcher.stop()
+    # The market's row, and an index lookup or two that find nothing: not thousands.
+    assert read < 50, f"an idle poll read {read} rows of a market with {HISTORY} orders"
+
+
+def order_reads_of(queries: CaptureQueriesContext) -> list[str]:
+    """The WHERE clauses of the statements that read orders."""
+    select = f"SELECT {connection.ops.quote_name('orders_order')}."
+    return [q["sql"].split(" WHERE ", 1)[1] for q in queries.captured_queries if q["sql"].startswith(select)]
+
+
+def test_an_idle_poll_is_one_statement_and_a_poll_reads_only_the_kinds_of_work_there_are(eth_usdt, usdt):
+    from orders.services import order_cancel, order_place
+    from orders.tests.conftest import trader
+
+    alice = trader("alice@example.com")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start(take_lock=False)
+    try:
+        assert matcher.run_once() == 0  # the first idle poll also writes the heartbeat
+        with CaptureQueriesContext(connection) as idle:
+            assert matcher.run_once() == 0
+        order = order_place(
+            user=alice, market_symbol="ETH-USDT", side="buy", type="limit", price=Decimal(1000), quantity=Decimal(1)
+        )
+        with CaptureQueriesContext(connection) as placing:
+            assert matcher.run_once() == 1
+        order_cancel(user=alice, order_id=order.pk)
+        with CaptureQueriesContext(connection) as cancelling:
+            assert matcher.run_once() == 1
+    finally:
+        matcher.stop()
+    assert len(idle) == 1, idle.captured_queries
+    order_reads = order_reads_of(placing)
+    cancel_reads = order_reads_of(cancelling)
+    assert len(order_reads) == 1 and "cancel_requested" not in order_reads[0]  # the pending ones only
+    assert len(cancel_reads) == 1 and "cancel_requested" in cancel_reads[0]  # the cancels only

@@ -100,6 +100,12 @@ def _forbid(value: Any, code: str, message: str) -> None:
         raise ServiceError(code, message)
 
 
+# Django builds an enum's ``values`` afresh on every access; these are read for every order.
+_SIDES = frozenset(Side.values)
+_TYPES = frozenset(OrderType.values)
+_TIMES_IN_FORCE = frozenset(TimeInForce.values)
+
+
 def _check(
     *,
     user: User,
@@ -113,11 +119,11 @@ def _check(
     quantity: Decimal | None,
     quote_amount: Decimal | None,
 ) -> _Checked:
-    if side not in Side.values:
+    if side not in _SIDES:
         raise ServiceError("side_invalid", "The side is buy or sell.")
-    if type not in OrderType.values:
+    if type not in _TYPES:
         raise ServiceError("type_invalid", f"The type is one of {', '.join(OrderType.values)}.")
-    if time_in_force not in TimeInForce.values:
+    if time_in_force not in _TIMES_IN_FORCE:
         raise ServiceError("time_in_force_invalid", "The time in force is gtc, ioc or fok.")
     spec = market_spec(market)
     is_limit = type in (OrderType.LIMIT, OrderType.STOP_LIMIT)

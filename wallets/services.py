@@ -181,7 +181,7 @@ def ledger_accounts_ensure(
     known = {currency.pk: currency for currency in currencies}
     unknown = {currency_id for _, currency_id, _ in wanted} - known.keys()
     if unknown:
-        known |= Currency.objects.in_bulk(unknown)
+        known |= catalog.currencies_by_id(unknown)
     for account in found.values():
         account.currency = known[account.currency_id]
     return found
@@ -213,10 +213,11 @@ def _currencies_of(postings: Sequence[Posting]) -> dict[int, Currency]:
                 missing.add(account.currency_id)
     missing -= currencies.keys()
     if missing:
-        currencies |= Currency.objects.in_bulk(missing)
+        currencies |= catalog.currencies_by_id(missing)
     return currencies
 
 
+_ENTRY_KINDS = frozenset(EntryKind.values)
 _REFERENCE_MAX = JournalEntry._meta.get_field("reference").max_length
 _KEY_MAX = JournalEntry._meta.get_field("idempotency_key").max_length
 
@@ -227,11 +228,10 @@ def _validate(postings: Sequence[Posting]) -> dict[int, Currency]:
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
     if len(keys) != len(set(keys)):
         raise ValueError("the same idempotency key appears twice in one batch")
-    kinds = frozenset(EntryKind.values)
     quanta = {pk: Decimal(1).scaleb(-currency.precision) for pk, currency in currencies.items()}
     with localcontext(MONEY):
         for posting in postings:
-            if posting.kind not in kinds:
+            if posting.kind not in _ENTRY_KINDS:
                 raise ValueError(f"unknown entry kind {posting.kind!r}")
             if len(posting.reference) > _REFERENCE_MAX or len(posting.idempotency_key or "") > _KEY_MAX:
                 raise ValueError("a reference or idempotency key longer than its column")

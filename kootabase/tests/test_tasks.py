@@ -2,6 +2,8 @@
 
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -42,10 +44,23 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.django_db(transaction=True)
-def test_task_reaches_a_real_worker_only_after_commit():
+@contextmanager
+def _worker() -> Iterator[str]:
+    """A real worker in this process, past its start-up: it has run one task. Until then
+    its thread may hold the in-memory test database, and a transaction begun meanwhile
+    (SQLite's ``BEGIN IMMEDIATE``) would find the database locked. Yields the cache key
+    its heartbeats write, cleared."""
     key = HEARTBEAT_KEY.format(hostname=socket.gethostname())
     with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=10):
+        heartbeat.delay()
+        assert _wait_for(lambda: cache.get(key) is not None)
+        cache.delete(key)
+        yield key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_reaches_a_real_worker_only_after_commit():
+    with _worker() as key:
         with transaction.atomic():
             enqueue_after_commit(heartbeat)
             time.sleep(0.3)
@@ -55,8 +70,7 @@ def test_task_reaches_a_real_worker_only_after_commit():
 
 @pytest.mark.django_db(transaction=True)
 def test_rolled_back_work_sends_nothing():
-    key = HEARTBEAT_KEY.format(hostname=socket.gethostname())
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=10):
+    with _worker() as key:
         try:
             with transaction.atomic():
                 enqueue_after_commit(heartbeat)

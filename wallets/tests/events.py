@@ -16,9 +16,14 @@ from wallets.models import AccountKind, LedgerAccount
 
 class UserEvents:
     """Joins a channel of its own to the ``user.<id>`` group of each user given;
-    ``take(user)`` returns the messages that reached it since the last call."""
+    ``take(user)`` returns the messages that reached it since the last call.
+
+    It hears only what is committed after it joins: broadcasts this process committed
+    before (a ``fund`` in a transactional test) are sent on their way first, so they
+    cannot reach the new channel late."""
 
     def __init__(self, *users: Any) -> None:
+        broadcasts_flush()
         self.layer = get_channel_layer()
         self.channels = {user.pk: f"tests.{uuid.uuid4().hex}" for user in users}
         for user_id, channel in self.channels.items():

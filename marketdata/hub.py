@@ -18,7 +18,8 @@ memory. Outgoing frames are serialised once and pushed to every subscriber's out
   from the database and sends every subscriber a fresh snapshot.
 - **trades**: forwarded as they arrive.
 - **ticker / candles / tickers**: recomputed from the stored aggregates at most once per
-  ``SLOW_INTERVAL`` per market after a change.
+  ``SLOW_INTERVAL`` per market after a change; a read that fails is tried again an
+  interval later, so a change is never left unannounced until the next trade.
 """
 
 from __future__ import annotations
@@ -291,9 +292,10 @@ class Hub:
             feed.slow_last = time.monotonic()
             try:
                 ticker, candles = await database_sync_to_async(self._read_slow)(feed, set(feed.candles))
-            except Exception:  # a broken layer or one bad message must not stop the feed
-                logger.exception("marketdata hub: cannot read the ticker of %s", feed.symbol)
-                return
+            except Exception:  # a failed read (the database busy or away) is tried again next interval
+                logger.exception("marketdata hub: cannot read the ticker of %s; trying again", feed.symbol)
+                feed.slow_dirty = True
+                continue
             feed.ticker_data = ticker
             if feed.ticker:
                 text = frame("update", f"ticker.{feed.symbol}", ticker)

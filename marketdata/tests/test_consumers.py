@@ -13,6 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from accounts.api_keys import api_key_create, sign
@@ -20,7 +21,7 @@ from accounts.services import tokens_issue
 from accounts.tests.helpers import enable_otp, otp_code
 from kootabase.asgi import application
 from marketdata import consumers
-from marketdata.hub import get_hub
+from marketdata.hub import Hub, get_hub
 from marketdata.services import marketdata_rebuild
 from marketdata.tests.conftest import D, drain, place
 from orders.models import Market
@@ -246,6 +247,34 @@ def test_ticker_and_candles_follow_trades(alice_client, bob_client):
         assert (candle["open"], candle["close"], candle["trade_count"]) == ("2001", "2005", 2)
         tickers = {"data": [latest["tickers"]]}
         assert tickers["data"][0]["symbol"] == "ETH-USDT"
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_failed_ticker_read_is_tried_again(monkeypatch, alice_client, bob_client):
+    read_slow = Hub._read_slow
+    calls = []
+
+    def failing_once(feed, intervals):
+        calls.append(feed.symbol)
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        return read_slow(feed, intervals)
+
+    monkeypatch.setattr(Hub, "_read_slow", staticmethod(failing_once))
+
+    async def scenario() -> None:
+        ws = await connect()
+        await send(ws, op="subscribe", channels=["ticker.ETH-USDT"])
+        await ws.receive_json_from()
+        await frames_until(ws, on("snapshot", "ticker.ETH-USDT"))
+        await call(place, alice_client, side="sell", price="2001", quantity="1")
+        await call(place, bob_client, side="buy", price="2001", quantity="1")
+        await call(drain)
+        update, _ = await frames_until(ws, on("update", "ticker.ETH-USDT"))
+        assert (update["data"]["last"], update["data"]["trade_count"]) == ("2001", 1)
+        assert len(calls) >= 2  # the failed read, then the one that sent the update
         await ws.disconnect()
 
     run(scenario)

@@ -43,10 +43,9 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Exists
 from django.utils import timezone
 
-from kootabase.db import model_build, rows_insert, rows_update
+from kootabase.db import exists_using_index, model_build, rows_insert, rows_update, rows_using_index
 from kootabase.errors import ServiceError
 from kootabase.events import broadcasts_after_commit, broadcasts_flush
 from matching.engine import (
@@ -95,6 +94,9 @@ _SIDE_FROM_ENGINE = {BUY: Side.BUY, SELL: Side.SELL}
 _TIF_TO_ENGINE = {TimeInForce.GTC: GTC, TimeInForce.IOC: IOC, TimeInForce.FOK: FOK}
 _RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 _CANCELLABLE = (OrderStatus.UNTRIGGERED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+# The indexes the matcher's queues are read through (orders.models.Order.Meta.indexes).
+_PENDING_INDEX = "orders_market_status_id"
+_CANCELS_INDEX = "orders_market_cancel_status"
 #: The columns of an order a batch writes; the matcher is their only writer.
 _WRITTEN = (
     "status",
@@ -311,9 +313,13 @@ class MarketMatcher:
         pending_orders = Order.objects.filter(market=market, status=OrderStatus.PENDING)
         cancel_requests = Order.objects.filter(market=market, cancel_requested=True, status__in=_CANCELLABLE)
         # One statement says whether there is work of each kind; an idle poll is just that.
+        # Each kind is read through its own index, named: see ``sql_using_index``.
         status, has_pending, has_cancels = (
             Market.objects.filter(pk=market.pk)
-            .annotate(has_pending=Exists(pending_orders), has_cancels=Exists(cancel_requests))
+            .annotate(
+                has_pending=exists_using_index(pending_orders, _PENDING_INDEX),
+                has_cancels=exists_using_index(cancel_requests, _CANCELS_INDEX),
+            )
             .values_list("status", "has_pending", "has_cancels")
             .get()
         )
@@ -325,9 +331,9 @@ class MarketMatcher:
         if has_pending:
             if status != Market.Status.ACTIVE:  # cancel-only: only those cancelled before they reached the book
                 pending_orders = pending_orders.filter(cancel_requested=True)
-            pending = list(pending_orders.order_by("pk")[: self.batch_size])
+            pending = rows_using_index(pending_orders.order_by("pk")[: self.batch_size], _PENDING_INDEX)
         if has_cancels:
-            cancels = list(cancel_requests.order_by("pk")[: self.batch_size])
+            cancels = rows_using_index(cancel_requests.order_by("pk")[: self.batch_size], _CANCELS_INDEX)
         if not pending and not cancels:
             self._heartbeat_if_due()
             return 0

@@ -3,6 +3,8 @@ server's own row counters, so the test does not depend on timing)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -25,17 +27,16 @@ def _rows_read() -> int:
         return sum(int(value) for _, value in cursor.fetchall())
 
 
-def _history(market, user, usdt) -> None:
+def _history(market, user, usdt, statuses=(OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.OPEN)) -> None:
     """What a market accumulates: finished orders (cancelled ones keep their
     ``cancel_requested`` flag, filled ones never had it) and a book of resting ones."""
-    statuses = (OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.OPEN)
     orders = []
     for i in range(HISTORY):
-        status = statuses[i % 3]
+        status = statuses[i % len(statuses)]
         orders.append(
             Order(
                 user=user,
-                client_order_id=f"old-{i}",
+                client_order_id=f"{status}-{i}",
                 market=market,
                 side=Side.BUY,
                 type=OrderType.LIMIT,
@@ -48,10 +49,13 @@ def _history(market, user, usdt) -> None:
                 book_priority=i if status == OrderStatus.OPEN else None,
                 hold_currency=usdt,
                 hold_amount=Decimal("20.04"),
-                hold_left=Decimal("20.04") if status == OrderStatus.OPEN else Decimal(0),
+                hold_left=Decimal("20.04") if status in (OrderStatus.OPEN, OrderStatus.PENDING) else Decimal(0),
             )
         )
     Order.objects.bulk_create(orders, batch_size=1000)
+
+
+def _analyze() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE TABLE orders_order")
         cursor.fetchall()
@@ -61,6 +65,7 @@ def _history(market, user, usdt) -> None:
 @pytest.mark.django_db(transaction=True)  # ANALYZE TABLE commits: the rows are removed after, not rolled back
 def test_an_idle_poll_reads_neither_the_history_nor_the_book(eth_usdt, usdt):
     _history(eth_usdt, trader("history@example.com"), usdt)
+    _analyze()
     matcher = MarketMatcher(symbol="ETH-USDT")
     matcher.start(take_lock=False)
     try:
@@ -73,6 +78,49 @@ def test_an_idle_poll_reads_neither_the_history_nor_the_book(eth_usdt, usdt):
         matcher.stop()
     # The market's row, and an index lookup or two that find nothing: not thousands.
     assert read < 50, f"an idle poll read {read} rows of a market with {HISTORY} orders"
+
+
+@contextmanager
+def _rows_read_by_order_reads() -> Iterator[list[tuple[str, int]]]:
+    """(statement, rows it read) of each statement that reads ``orders_order``."""
+    found: list[tuple[str, int]] = []
+    first = _rows_read()
+    baseline = _rows_read() - first  # what reading the counters itself costs
+
+    def measure(execute, sql, params, many, context):
+        if not (sql.startswith("SELECT") and "orders_order" in sql):
+            return execute(sql, params, many, context)
+        before = _rows_read()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            found.append((sql, _rows_read() - before - baseline))
+
+    with connection.execute_wrapper(measure):
+        yield found
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)  # ANALYZE TABLE commits: the rows are removed after, not rolled back
+def test_a_backlog_is_read_through_the_queue_indexes_not_the_history(eth_usdt, usdt):
+    """A burst of pending orders behind a long history: the optimizer's statistics make a
+    walk of the primary key (or the wrong index) look cheap, and it reads the history on
+    every poll. Each read of the queues names its index."""
+    user = trader("history@example.com")
+    _history(eth_usdt, user, usdt, statuses=(OrderStatus.FILLED, OrderStatus.CANCELLED))
+    # Then the burst: resting buys far below any sell, so nothing trades.
+    _history(eth_usdt, user, usdt, statuses=(OrderStatus.PENDING,))
+    _analyze()
+    matcher = MarketMatcher(symbol="ETH-USDT", batch_size=20)
+    matcher.start(take_lock=False)
+    try:
+        for _ in range(3):
+            with _rows_read_by_order_reads() as reads:
+                assert matcher.run_once() == 20
+            assert reads and all(rows < 100 for _, rows in reads), reads
+    finally:
+        matcher.stop()
+    assert Order.objects.filter(status=OrderStatus.OPEN).count() == 60
 
 
 def order_reads_of(queries: CaptureQueriesContext) -> list[str]:

@@ -401,6 +401,8 @@ def sql_using_index(queryset: models.QuerySet, index: str) -> tuple[str, tuple[A
 def rows_using_index(queryset: models.QuerySet, index: str) -> list[Any]:
     """The rows of ``queryset`` as model instances, read through ``index`` (see
     ``sql_using_index``)."""
+    if queryset.query.select_related:
+        raise ValueError("rows read through an index come from one table: no select_related")
     sql, params = sql_using_index(queryset, index)
     return list(queryset.model._default_manager.db_manager(queryset.db).raw(sql, params))
 

@@ -57,6 +57,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_check_not_frozen
+from kootabase.db import rows_using_index
 from kootabase.errors import Conflict, NotFound, ServiceError
 from matching.engine import BUY, SELL, MarketSpec
 from orders.models import (
@@ -577,11 +578,14 @@ def swaps_execute(*, matchers: Sequence[MarketMatcher]) -> int:
     from orders.matcher import FencingError
 
     by_symbol = {m.symbol: m for m in matchers}
-    pending = list(
-        SwapExecution.objects.filter(status=SwapExecution.Status.PENDING)
-        .select_related("user", "from_currency")
-        .order_by("pk")[:EXECUTE_BATCH]
-    )
+    queue = SwapExecution.objects.filter(status=SwapExecution.Status.PENDING).order_by("pk")[:EXECUTE_BATCH]
+    pending = rows_using_index(queue, "orders_swap_status_id")  # see kootabase.db.sql_using_index
+    if pending:
+        pending = list(
+            SwapExecution.objects.filter(pk__in=[s.pk for s in pending], status=SwapExecution.Status.PENDING)
+            .select_related("user", "from_currency")
+            .order_by("pk")
+        )
     done = 0
     for swap in pending:
         symbols = [step["market"] for step in swap.route]

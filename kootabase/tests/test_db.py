@@ -203,7 +203,7 @@ def test_model_build_builds_what_the_constructor_builds():
 def test_reads_through_a_named_index_return_what_the_queryset_returns():
     """``rows_using_index`` and ``exists_using_index`` give the queryset's own answer; on
     MariaDB/MySQL the statement names the index. An index the model does not declare is
-    refused rather than sent."""
+    refused rather than sent, and so is a join."""
     from django.db import connection
     from django.db.models import Exists
 
@@ -225,3 +225,5 @@ def test_reads_through_a_named_index_return_what_the_queryset_returns():
         assert [tuple(map(bool, row)) for row in flags.values_list("named", "plain")[:1]] == [(expected, expected)]
     with pytest.raises(ValueError, match="no index"):
         sql_using_index(evens, "no_such_index")
+    with pytest.raises(ValueError, match="select_related"):  # joined columns would not map to the model
+        rows_using_index(AuditEvent.objects.select_related("actor"), index)

@@ -1,16 +1,22 @@
 """Market-data writes: the matcher's per-batch update and the rebuild from the trades table.
 
-``marketdata_apply_batch`` runs inside the matcher's batch transaction (the matcher is the
-single writer of its market), so the aggregates are exactly as committed as the trades:
+``MarketDataWriter.apply_batch`` runs inside the matcher's batch transaction (the matcher
+is the single writer of its market), so the aggregates are exactly as committed as the
+trades:
 
 - the depth levels the batch changed are upserted (quantity 0 deletes the level), and
-  the best bid and ask are re-read from the index;
-- the batch's trades are folded into their 1m, 1h and 1d candles (one read, one upsert);
+  the best bid and ask are the engine's (the book the levels came from);
+- the batch's trades are folded into their 1m, 1h and 1d candles (one upsert);
 - ``MarketState.seq`` goes up by one and the last trade is recorded.
 
 Its cost is bounded by the batch (levels changed, buckets touched), never by history.
-``marketdata_rebuild`` recomputes everything of a market from ``orders.Trade`` and the
-resting orders, under the same row lock, and bumps ``seq`` so live feeds resync.
+The writer remembers what its last committed batch stored (``seq``, the last trade, the
+latest candle of each interval), so a batch writes without reading anything back: its
+``MarketState`` update is conditional on the ``seq`` it remembers, and only where that
+fails (its first batch, a rebuild since, a batch rolled back) does it lock and read the
+state and the candles it touches. ``marketdata_rebuild`` recomputes everything of a
+market from ``orders.Trade`` and the resting orders, under the same row lock, and bumps
+``seq`` so live feeds resync and the writer reads afresh.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from kootabase.db import rows_upsert
 from kootabase.events import broadcast_after_commit
 from marketdata.models import Candle, DepthLevel, MarketState
+from matching.engine import Top
 from orders.models import Market, Order, OrderStatus, Trade
 from orders.pricing import market_spec
 from orders.services import market_group, order_event
@@ -97,9 +104,9 @@ def _apply_levels(market: Market, levels: Mapping[tuple[str, int], int]) -> tupl
             upserts.append(DepthLevel(market_id=market.pk, side=side, ticks=ticks, price=price, quantity=quantity))
         else:
             gone[side].append(ticks)
-    for side, ticks in gone.items():
-        if ticks:
-            DepthLevel.objects.filter(market=market, side=side, ticks__in=ticks).delete()
+    removed = [Q(side=side, ticks__in=ticks) for side, ticks in gone.items() if ticks]
+    if removed:
+        DepthLevel.objects.filter(Q(*removed, _connector=Q.OR), market=market).delete()
     rows_upsert(DepthLevel, upserts, unique_fields=["market", "side", "ticks"], update_fields=["price", "quantity"])
     return out[DepthLevel.Side.BID], out[DepthLevel.Side.ASK]
 
@@ -152,19 +159,31 @@ def _fold_trades(trades: Iterable[Trade]) -> dict[tuple[str, datetime], _Bucket]
     return buckets
 
 
-def _candles_upsert(market: Market, buckets: dict[tuple[str, datetime], _Bucket]) -> None:
+Buckets = dict[tuple[str, datetime], _Bucket]
+
+
+def _fields_of(bucket: _Bucket | Candle) -> dict[str, Any]:
+    """A bucket's values by name, from a ``_Bucket`` or a stored ``Candle``."""
+    return {name: getattr(bucket, name) for name in _Bucket.__slots__}
+
+
+def _candles_upsert(market: Market, buckets: Buckets, known: Buckets) -> Buckets:
+    """Fold ``buckets`` into the stored candles; returns the rows as written. ``known``:
+    rows as stored that need no reading (the writer's latest ones); the rest are read."""
     if not buckets:
-        return
-    existing = Candle.objects.filter(
-        market=market,
-        interval__in={interval for interval, _ in buckets},
-        open_time__in={start for _, start in buckets},
-    )
-    merged: dict[tuple[str, datetime], _Bucket] = {}
-    for candle in existing:
-        key = (candle.interval, candle.open_time)
-        if key in buckets:
-            merged[key] = _Bucket(**{name: getattr(candle, name) for name in _Bucket.__slots__})
+        return {}
+    merged: Buckets = {key: _Bucket(**_fields_of(known[key])) for key in buckets.keys() & known.keys()}
+    unknown = buckets.keys() - merged.keys()
+    if unknown:
+        existing = Candle.objects.filter(
+            market=market,
+            interval__in={interval for interval, _ in unknown},
+            open_time__in={start for _, start in unknown},
+        )
+        for candle in existing:
+            key = (candle.interval, candle.open_time)
+            if key in unknown:
+                merged[key] = _Bucket(**_fields_of(candle))
     for key, bucket in buckets.items():
         if key in merged:
             if bucket.first_trade_no <= merged[key].last_trade_no:
@@ -175,38 +194,80 @@ def _candles_upsert(market: Market, buckets: dict[tuple[str, datetime], _Bucket]
     rows_upsert(
         Candle,
         [
-            Candle(market=market, interval=interval, open_time=start, **{n: getattr(b, n) for n in _Bucket.__slots__})
+            Candle(market=market, interval=interval, open_time=start, **_fields_of(b))
             for (interval, start), b in merged.items()
         ],
         unique_fields=["market", "interval", "open_time"],
         update_fields=list(_Bucket.__slots__),
     )
+    return merged
 
 
-def marketdata_apply_batch(
-    *, market: Market, trades: Sequence[Trade], levels: Mapping[tuple[str, int], int]
-) -> AppliedBatch:
-    """Fold one committed-together matcher batch into the aggregates; returns the new seq.
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the writer's last committed batch left stored: right while ``seq`` is still
+    the stored one (a rebuild bumps it)."""
 
-    ``trades`` are the batch's saved ``Trade`` rows in ``trade_no`` order; ``levels`` maps
-    ``(side, price in ticks)`` to the level's new total quantity in lots (0: the level is
-    gone), the engine's integers. Call it inside the batch's transaction.
-    """
-    with transaction.atomic(savepoint=False):
-        state = _state_locked(market)
-        state.market = market
-        bids, asks = _apply_levels(market, levels)
-        sides = {side for side, _ in levels}
-        if sides:
-            _refresh_best(state, sides)
-        fresh = [t for t in trades if t.trade_no > state.last_trade_no]
-        _candles_upsert(market, _fold_trades(fresh))
-        if fresh:
-            last = fresh[-1]
-            state.last_price, state.last_trade_no, state.last_trade_at = last.price, last.trade_no, last.created_at
-        state.seq += 1
-        state.save()
-    return AppliedBatch(seq=state.seq, bids=bids, asks=asks)
+    seq: int
+    last_trade_no: int
+    candles: Buckets  # the latest candle of each interval
+
+
+class MarketDataWriter:
+    """The matcher's writer of its market's aggregates: one per matcher, in its process.
+
+    Only its own committed batches and ``marketdata_rebuild`` write a market's aggregates,
+    and each moves ``MarketState.seq``. So what its last batch stored stays true exactly
+    as long as ``seq`` is the one that batch wrote: the next batch's state update names
+    that ``seq`` and, where it matches, holds the row lock and writes without reading.
+    What it learns from a batch becomes known only once the batch commits."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self._stored: _Stored | None = None
+
+    def apply_batch(self, *, trades: Sequence[Trade], levels: Mapping[tuple[str, int], int], top: Top) -> AppliedBatch:
+        """Fold one committed-together matcher batch into the aggregates; returns the new seq.
+
+        ``trades`` are the batch's saved ``Trade`` rows in ``trade_no`` order; ``levels`` maps
+        ``(side, price in ticks)`` to the level's new total quantity in lots (0: the level is
+        gone), the engine's integers; ``top`` is the engine's best bid and ask after the
+        batch. Call it inside the batch's transaction.
+        """
+        market = self.market
+        stored, self._stored = self._stored, None  # known again once this batch commits
+        with transaction.atomic(savepoint=False):
+            if stored is None or not self._state_write(stored, trades, top):
+                state = _state_locked(market)
+                stored = _Stored(state.seq, state.last_trade_no, {})
+                if not self._state_write(stored, trades, top):
+                    raise AssertionError(f"{market.symbol}: the locked market state moved")
+            bids, asks = _apply_levels(market, levels)
+            fresh = [t for t in trades if t.trade_no > stored.last_trade_no]
+            written = _candles_upsert(market, _fold_trades(fresh), stored.candles)
+        latest: dict[str, tuple[datetime, _Bucket]] = {}
+        for (interval, start), bucket in (*stored.candles.items(), *written.items()):
+            if interval not in latest or start >= latest[interval][0]:
+                latest[interval] = (start, bucket)
+        after = _Stored(
+            stored.seq + 1,
+            fresh[-1].trade_no if fresh else stored.last_trade_no,
+            {(interval, start): bucket for interval, (start, bucket) in latest.items()},
+        )
+        transaction.on_commit(lambda: setattr(self, "_stored", after))
+        return AppliedBatch(seq=after.seq, bids=bids, asks=asks)
+
+    def _state_write(self, stored: _Stored, trades: Sequence[Trade], top: Top) -> bool:
+        """The state after the batch, if it is still at ``stored.seq``; whether it was."""
+        spec = market_spec(self.market)
+        fields: dict[str, Any] = {"seq": stored.seq + 1, "updated_at": timezone.now()}
+        for side, price, quantity in (("bid", top.bid_price, top.bid_qty), ("ask", top.ask_price, top.ask_qty)):
+            fields[f"best_{side}"] = spec.ticks_to_price(price) if price is not None else None
+            fields[f"best_{side}_quantity"] = spec.lots_to_qty(quantity) if quantity is not None else None
+        if trades and trades[-1].trade_no > stored.last_trade_no:
+            last = trades[-1]
+            fields |= {"last_price": last.price, "last_trade_no": last.trade_no, "last_trade_at": last.created_at}
+        return MarketState.objects.filter(market=self.market, seq=stored.seq).update(**fields) == 1
 
 
 def marketdata_rebuild(*, market: Market, chunk: int = 5000) -> MarketState:
@@ -232,10 +293,7 @@ def marketdata_rebuild(*, market: Market, chunk: int = 5000) -> MarketState:
                     buckets[key] = bucket
             after, last = rows[-1].trade_no, rows[-1]
         Candle.objects.bulk_create(
-            [
-                Candle(market=market, interval=i, open_time=s, **{n: getattr(b, n) for n in _Bucket.__slots__})
-                for (i, s), b in buckets.items()
-            ],
+            [Candle(market=market, interval=i, open_time=s, **_fields_of(b)) for (i, s), b in buckets.items()],
             batch_size=1000,
         )
         spec = market_spec(market)

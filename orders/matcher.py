@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -82,6 +82,9 @@ from orders.pricing import FeeRates, fee_due, market_spec, quote_budget_units, t
 from orders.services import market_group, user_group
 from wallets.models import MONEY, AccountKind, EntryKind, LedgerAccount
 from wallets.services import AccountKey, Leg, Posting, ledger_accounts_ensure, ledger_post_batch
+
+if TYPE_CHECKING:
+    from marketdata.services import MarketDataWriter
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +228,7 @@ class MarketMatcher:
         self.last_trade_no = 0
         self.priority = 0
         self.book: Any = None
+        self.marketdata: MarketDataWriter | None = None
         self._last_heartbeat = 0.0
 
     # -- lifecycle
@@ -261,6 +265,9 @@ class MarketMatcher:
         if state.epoch != self.epoch:
             raise FencingError(f"{self.symbol}: epoch {state.epoch} is not mine ({self.epoch})")
         self.last_seq, self.last_trade_no = state.last_seq, state.last_trade_no
+        from marketdata.services import MarketDataWriter
+
+        self.marketdata = MarketDataWriter(market)  # it reads what is stored afresh
         last_price = Trade.objects.filter(market=market).order_by("-trade_no").values_list("price", flat=True).first()
         bids: list[tuple[int, int, RestingOrder]] = []
         asks: list[tuple[int, int, RestingOrder]] = []
@@ -651,12 +658,13 @@ class MarketMatcher:
         queue the broadcasts for after the commit: market data with the depth ``seq``,
         and one ``user.events`` message per user with their changed orders and fills (the
         ledger announces the new balances itself, see wallets.events)."""
-        from marketdata.services import market_event, marketdata_apply_batch, user_events
+        from marketdata.services import market_event, user_events
 
         market = self._market()
         messages: list[tuple[str, dict[str, Any]]] = []
         if batch.trades or batch.levels:
-            applied = marketdata_apply_batch(market=market, trades=batch.trades, levels=batch.levels)
+            assert self.marketdata is not None  # made by rebuild(), with the book
+            applied = self.marketdata.apply_batch(trades=batch.trades, levels=batch.levels, top=self.book.top())
             messages.append(
                 (market_group(self.symbol), market_event(market=market, trades=batch.trades, applied=applied))
             )

@@ -340,37 +340,54 @@ def model_from_db(cls: type[models.Model], db: str, field_names: Sequence[str], 
 
 
 @lru_cache(maxsize=64)
-def _defaults(cls: type[models.Model]) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
-    """A model's default attribute values: the constant ones, and the callables to call."""
+def _defaults(
+    cls: type[models.Model],
+) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], dict[str, tuple[str, str, str]]]:
+    """A model's default attribute values: the constant ones and the callables to call;
+    and its forward relations by name: (attribute, the related model's key attribute,
+    the instance cache's key)."""
     constant: dict[str, Any] = {}
     called: list[tuple[str, Callable[[], Any]]] = []
+    related: dict[str, tuple[str, str, str]] = {}
     for field in cls._meta.concrete_fields:
         if field.has_default() and callable(field.default):
             called.append((field.attname, field.default))
         else:
             constant[field.attname] = field.get_default()
-    return constant, tuple(called)
+        if field.many_to_one or field.one_to_one:
+            related[field.name] = (field.attname, field.target_field.attname, field.cache_name)
+    return constant, tuple(called), related
 
 
 def model_build(cls: type[models.Model], values: Mapping[str, Any]) -> Any:
     """``cls(**values)`` for a model built by the thousand (the matcher's trades, the
-    ledger's entries), ``values`` by attribute name (``market_id``): the fields not given
-    get their defaults, without ``Model.__init__``'s per-field work. While a
-    ``pre_init``/``post_init`` receiver is connected, Django's own path."""
+    ledger's entries, a batch's orders), ``values`` by attribute name (``market_id``) or,
+    for a relation, by name with the related instance (``market``), which is kept as
+    the constructor keeps it: the fields not given get their defaults, without
+    ``Model.__init__``'s per-field work. While a ``pre_init``/``post_init`` receiver is
+    connected, Django's own path."""
     if pre_init.receivers or post_init.receivers:
         return cls(**values)
-    constant, called = _defaults(cls)
-    unknown = values.keys() - constant.keys() - {name for name, _ in called}
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    constant, called, related = _defaults(cls)
     new = cls.__new__(cls)
     attributes = new.__dict__
     attributes.update(constant)
+    state = new._state = ModelState()
+    given = dict(values)
+    for name in values.keys() & related.keys():
+        instance = given.pop(name)
+        attname, key, cache = related[name]
+        if instance is not None and not isinstance(instance, models.Model):
+            raise TypeError(f"{cls.__name__}.{name} takes an instance, not {instance!r}")
+        given[attname] = None if instance is None else getattr(instance, key)
+        state.fields_cache[cache] = instance
+    unknown = given.keys() - constant.keys() - {name for name, _ in called}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
     for name, default in called:
-        if name not in values:
+        if name not in given:
             attributes[name] = default()
-    attributes.update(values)
-    new._state = ModelState()
+    attributes.update(given)
     return new
 
 

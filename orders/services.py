@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_check_not_frozen
-from kootabase.db import rows_delete, rows_insert
+from kootabase.db import model_build, rows_delete, rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit, user_group
 from orders.catalog import market_by_symbol
@@ -428,24 +428,27 @@ def _new_order(request: PlaceRequest) -> Order:
     user_check_not_frozen(user=user)
     market = market_get_open(symbol=request.market_symbol)
     checked = _check(user=user, market=market, **request.fields)
-    return Order(
-        user=user,
-        client_order_id=request.client_order_id or uuid.uuid4().hex,
-        market=market,
-        side=checked.side,
-        type=checked.type,
-        time_in_force=checked.time_in_force,
-        post_only=checked.post_only,
-        price=checked.price,
-        stop_price=checked.stop_price,
-        quantity=checked.quantity,
-        quote_amount=checked.quote_amount,
-        maker_fee_rate=checked.maker_fee_rate,
-        taker_fee_rate=checked.taker_fee_rate,
-        hold_currency=checked.hold_currency,
-        hold_amount=checked.hold_amount,
-        hold_left=checked.hold_amount,
-        status=OrderStatus.PENDING,
+    return model_build(  # Order(...) without the constructor's per-field work: a batch builds many
+        Order,
+        {
+            "user": user,
+            "client_order_id": request.client_order_id or uuid.uuid4().hex,
+            "market": market,
+            "side": checked.side,
+            "type": checked.type,
+            "time_in_force": checked.time_in_force,
+            "post_only": checked.post_only,
+            "price": checked.price,
+            "stop_price": checked.stop_price,
+            "quantity": checked.quantity,
+            "quote_amount": checked.quote_amount,
+            "maker_fee_rate": checked.maker_fee_rate,
+            "taker_fee_rate": checked.taker_fee_rate,
+            "hold_currency": checked.hold_currency,
+            "hold_amount": checked.hold_amount,
+            "hold_left": checked.hold_amount,
+            "status": OrderStatus.PENDING,
+        },
     )
 
 

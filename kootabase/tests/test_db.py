@@ -196,7 +196,29 @@ def test_model_build_builds_what_the_constructor_builds():
     quotes = [model_build(SwapQuote, {}) for _ in range(2)]
     assert quotes[0].pk != quotes[1].pk  # default=uuid.uuid4
     with pytest.raises(TypeError, match="no fields"):
-        model_build(Trade, {"market": 1})
+        model_build(Trade, {"markt_id": 1})
+
+
+def test_model_build_keeps_a_related_instance_as_the_constructor_does():
+    """A relation given by name with its instance sets the key attribute and keeps the
+    instance, so reading it back costs no query; ``None`` clears it; a bare key under the
+    relation's name is refused."""
+    from accounts.models import User
+    from kootabase.db import model_build
+    from orders.models import Market, Order
+    from wallets.models import Currency
+
+    user, market, quote = User(pk=41, email="a@example.com"), Market(pk=7, symbol="X-Y"), Currency(pk=3, code="Y")
+    values = {"user": user, "market": market, "hold_currency": quote, "side": "buy", "price": Decimal("1.5")}
+    fast, slow = model_build(Order, values), Order(**values)
+    plain = {k: v for k, v in vars(fast).items() if k not in ("_state", "client_order_id")}
+    assert plain == {k: v for k, v in vars(slow).items() if k not in ("_state", "client_order_id")}
+    assert (fast.user_id, fast.market_id, fast.hold_currency_id) == (41, 7, 3)
+    # No database here: a relation that had to be read would fail.
+    assert fast.user is user and fast.market is market and fast.hold_currency is quote
+    assert model_build(Order, {"stop_price": None, "market": None}).market_id is None
+    with pytest.raises(TypeError, match="takes an instance"):
+        model_build(Order, {"market": 7})
 
 
 @pytest.mark.django_db

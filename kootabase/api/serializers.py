@@ -36,6 +36,13 @@ class InputSerializer(serializers.Serializer):
                 )
         return super().to_internal_value(data)
 
+    def run_validators(self, value: Any) -> None:
+        # DRF's Serializer builds every field here to merge in the defaults of read-only
+        # fields, then runs the serializer-level validators on the result: without
+        # validators the merge is thrown away, so it is only done when there are some.
+        if self.validators:
+            super().run_validators(value)
+
 
 def _field_copy(field: Field) -> Field:
     if isinstance(field, serializers.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation"):

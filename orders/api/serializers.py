@@ -76,16 +76,18 @@ class OrderPlaceInput(InputSerializer):
         direct = _order_input_direct(data)
         return direct if direct is not None else super().to_internal_value(data)
 
-    def run_validators(self, value: Any) -> None:
-        # Without serializer-level validators there is nothing to run; DRF would still build
-        # every field to merge in the defaults of read-only ones, of which there are none.
-        if self.validators:
-            super().run_validators(value)
-
-    def to_service(self) -> dict[str, Any]:
-        data = dict(self.validated_data)
-        data["market_symbol"] = data.pop("market")
-        return data
+    @classmethod
+    def read(cls, data: Any) -> dict[str, Any]:
+        """One order's input as the placement service's keyword arguments; raises
+        ``ValidationError`` as ``is_valid(raise_exception=True)`` does. A plainly valid
+        input builds no serializer."""
+        fields = _order_input_direct(data)
+        if fields is None:
+            serializer = cls(data=data)
+            serializer.is_valid(raise_exception=True)
+            fields = dict(serializer.validated_data)
+        fields["market_symbol"] = fields.pop("market")
+        return fields
 
 
 _SYMBOL = re.compile(r"[A-Za-z0-9_./-]{1,32}")
@@ -141,6 +143,20 @@ def _order_input_direct(data: Any) -> dict[str, Any] | None:
 
 class OrderBatchInput(InputSerializer):
     orders = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50)
+
+    def to_internal_value(self, data: Any) -> Any:
+        """A plain list of 1-50 objects (text keys, as JSON has) is taken as it is (each order is read on its own,
+        by ``OrderPlaceInput.read``); anything else DRF's way, which words the errors."""
+        if type(data) is dict and data.keys() == {"orders"}:
+            orders = data["orders"]
+            limits = self._declared_fields["orders"]
+            if (
+                type(orders) is list
+                and limits.min_length <= len(orders) <= limits.max_length
+                and all(type(order) is dict and all(type(key) is str for key in order) for order in orders)
+            ):
+                return {"orders": orders}
+        return super().to_internal_value(data)
 
 
 class OrderSerializer(serializers.ModelSerializer):

@@ -60,10 +60,9 @@ class OrdersView(generics.ListAPIView):
         description="Place an order. A client_order_id used before answers 200 with that order.",
     )
     def post(self, request: Request) -> Response:
-        data = s.OrderPlaceInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        fields = s.OrderPlaceInput.read(request.data)
         # With the other requests' orders of this process, in one transaction (group commit).
-        placement = order_place_grouped(services.place_request(user=request.user, **data.to_service()))
+        placement = order_place_grouped(services.place_request(user=request.user, **fields))
         return Response(
             s.OrderSerializer(placement.order).data,
             status=status.HTTP_201_CREATED if placement.created else status.HTTP_200_OK,
@@ -104,15 +103,15 @@ class OrderBatchView(generics.GenericAPIView):
         results: list[dict[str, Any] | None] = []
         requests: list[services.PlaceRequest] = []
         for item in batch.validated_data["orders"]:
-            data = s.OrderPlaceInput(data=item)
             try:
-                data.is_valid(raise_exception=True)
+                fields = s.OrderPlaceInput.read(item)
             except exceptions.ValidationError as exc:
                 results.append(self._refusal(exc))
                 continue
             results.append(None)
-            requests.append(services.place_request(user=request.user, **data.to_service()))
+            requests.append(services.place_request(user=request.user, **fields))
         outcomes = iter(services.orders_place_many(requests=requests))
+        shown = s.OrderSerializer()  # one for all: its representation keeps nothing per order
         for index, result in enumerate(results):
             if result is not None:
                 continue
@@ -121,7 +120,7 @@ class OrderBatchView(generics.GenericAPIView):
                 results[index] = self._refusal(outcome)
             else:
                 status_code = 201 if outcome.created else 200
-                results[index] = {"status": status_code, "order": s.OrderSerializer(outcome.order).data, "error": None}
+                results[index] = {"status": status_code, "order": shown.to_representation(outcome.order), "error": None}
         return Response({"results": results})
 
     def _refusal(self, exc: Exception) -> dict[str, Any]:

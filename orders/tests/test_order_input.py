@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rest_framework.exceptions import ValidationError
 
 from kootabase.api.serializers import InputSerializer
-from orders.api.serializers import OrderPlaceInput, _order_input_direct
+from orders.api.serializers import OrderBatchInput, OrderPlaceInput, _order_input_direct
 
 VALID = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "2001.50", "quantity": "0.051"}
 
@@ -73,9 +74,12 @@ def field_by_field(data: Any) -> tuple[bool, Any]:
 
 
 def direct(data: Any) -> tuple[bool, Any]:
-    serializer = OrderPlaceInput(data=data)
-    ok = serializer.is_valid()
-    return ok, dict(serializer.validated_data) if ok else serializer.errors
+    """What the views read: ``OrderPlaceInput.read``, the service's names turned back."""
+    try:
+        fields = OrderPlaceInput.read(data)
+    except ValidationError as exc:
+        return False, exc.detail
+    return True, {"market": fields.pop("market_symbol"), **fields}
 
 
 @pytest.mark.parametrize("data", INPUTS, ids=range(len(INPUTS)))
@@ -93,3 +97,30 @@ def test_the_corpus_covers_both_outcomes_and_both_ways():
     read_directly = [data for data in INPUTS if _order_input_direct(data) is not None]
     assert INPUTS[:7] == read_directly[:7]  # what clients send is read directly
     assert all(field_by_field(data)[0] for data in read_directly)  # and only what is valid
+
+
+BATCHES: list[Any] = [
+    {"orders": [VALID]},
+    {"orders": [VALID, {**VALID, "price": "x"}, {}, []]},
+    {"orders": [VALID] * 50},
+    {"orders": [VALID] * 51},
+    {"orders": []},
+    {"orders": [VALID, "an order"]},
+    {"orders": [{1: "a"}]},
+    {"orders": [{"market": None}]},
+    {"orders": VALID},
+    {"orders": None},
+    {"orders": [VALID], "more": 1},
+    {},
+    [VALID],
+]
+
+
+@pytest.mark.parametrize("data", BATCHES, ids=range(len(BATCHES)))
+def test_a_batch_read_directly_equals_drfs(data):
+    drf = OrderBatchInput(data=data)
+    drf.to_internal_value = lambda value: InputSerializer.to_internal_value(drf, value)
+    fast = OrderBatchInput(data=data)
+    assert (fast.is_valid(), fast.errors) == (drf.is_valid(), drf.errors)
+    if not fast.errors:
+        assert fast.validated_data == drf.validated_data

@@ -76,9 +76,7 @@ def drain(args: argparse.Namespace) -> tuple[int, float, float, dict[str, float]
     from kootabase.events import broadcasts_flush
     from orders.matcher import MarketMatcher
 
-    matcher = MarketMatcher(symbol=e2e_orders.MARKET)
-    if args.batch_size:
-        matcher.batch_size = args.batch_size
+    matcher = MarketMatcher(symbol=e2e_orders.MARKET, **({"batch_size": args.batch_size} if args.batch_size else {}))
     matcher.start()
     waits: dict[str, float] = {}
 

@@ -401,18 +401,22 @@ def sql_using_index(queryset: models.QuerySet, index: str) -> tuple[str, tuple[A
     rows, and two indexes with the same leading column by their statistics. Both guesses
     fail exactly when a backlog makes the queue a large part of the table, and then each
     poll reads the table's whole history instead of the ``n`` rows it wants."""
-    model = queryset.model
+    sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+    return index_hinted(sql, queryset.model, index, connections[queryset.db]), tuple(params)
+
+
+def index_hinted(sql: str, model: type[models.Model], index: str, connection: Any) -> str:
+    """``sql`` (one table's statement) with MariaDB/MySQL told to read ``model``'s table
+    through ``index``; see ``sql_using_index``."""
     if index not in {i.name for i in model._meta.indexes}:
         raise ValueError(f"{model.__name__} has no index {index!r}")
-    connection = connections[queryset.db]
-    sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
     if connection.vendor != "mysql":
-        return sql, tuple(params)
+        return sql
     quote = connection.ops.quote_name
     table = f"FROM {quote(model._meta.db_table)}"
     if sql.count(table) != 1:
         raise ValueError(f"cannot place an index hint in {sql!r}")
-    return sql.replace(table, f"{table} FORCE INDEX ({quote(index)})"), tuple(params)
+    return sql.replace(table, f"{table} FORCE INDEX ({quote(index)})")
 
 
 def rows_using_index(queryset: models.QuerySet, index: str) -> list[Any]:

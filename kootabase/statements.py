@@ -17,7 +17,11 @@ the ORM's, without its per-call work::
 
 ``build`` must give the same SQL for any values (no ``__in`` lists whose length varies,
 no conditions that depend on a value), and each named value must appear once among the
-parameters; both are checked when the statement is compiled.
+parameters; both are checked when the statement is compiled. A statement can have no
+named values at all: its query is then fixed (the matcher's queue reads, built once per
+market). ``index`` names the index MariaDB/MySQL must read the table through
+(``kootabase.db.sql_using_index``); ``objects`` gives the rows of a query of whole rows
+as model instances.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Field, QuerySet
+from django.db.models import Field, Model, QuerySet
+
+from kootabase.db import index_hinted
 
 
 def _samples(fields: dict[str, Field], variant: int) -> dict[str, Any]:
@@ -49,15 +55,35 @@ def _samples(fields: dict[str, Field], variant: int) -> dict[str, Any]:
 
 
 class _Compiled:
-    def __init__(self, sql: str, params: list[Any], positions: dict[str, int], converters: dict[int, Any]) -> None:
+    def __init__(
+        self,
+        sql: str,
+        params: list[Any],
+        positions: dict[str, int],
+        converters: dict[int, Any],
+        model: type[Model] | None,
+    ) -> None:
         self.sql, self.params, self.positions, self.converters = sql, params, positions, converters
+        self.model = model  # set when the rows are whole rows of this model, in its field order
+        self.attnames = [f.attname for f in model._meta.concrete_fields] if model is not None else []
+
+
+def _whole_rows_of(compiler: Any) -> type[Model] | None:
+    """The model whose whole rows, in field order, the compiled query selects, if any."""
+    klass_info = compiler.klass_info
+    if not klass_info or klass_info.get("related_klass_infos"):
+        return None
+    model = klass_info["model"]
+    targets = [getattr(column, "target", None) for column, _, _ in compiler.select]
+    return model if targets == list(model._meta.concrete_fields) else None
 
 
 class Statement:
     """The query ``build(**values)`` makes, compiled once; see the module."""
 
-    def __init__(self, build: Callable[..., QuerySet], **fields: Field) -> None:
+    def __init__(self, build: Callable[..., QuerySet], *, index: str | None = None, **fields: Field) -> None:
         self._build = build
+        self._index = index
         self._fields = fields
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._lock = threading.Lock()
@@ -83,8 +109,12 @@ class Statement:
                 if len(changed) != 1:
                     raise ValueError(f"{name!r} must appear exactly once among the parameters ({changed})")
                 positions[name] = changed[0]
+            if self._index is not None:
+                if query.select_related:
+                    raise ValueError("a statement read through an index comes from one table: no select_related")
+                sql = index_hinted(sql, query.model, self._index, connection)
             converters = compiler.get_converters([col for col, _, _ in compiler.select])
-            compiled = self._compiled[key] = _Compiled(sql, params, positions, converters)
+            compiled = self._compiled[key] = _Compiled(sql, params, positions, converters, _whole_rows_of(compiler))
         return compiled
 
     def _params(self, compiled: _Compiled, connection: Any, values: dict[str, Any]) -> list[Any]:
@@ -120,6 +150,15 @@ class Statement:
                 row[index] = value
             converted.append(tuple(row))
         return converted
+
+    def objects(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> list[Any]:
+        """The rows for ``values`` as model instances (``Model.from_db``, as the ORM makes
+        them): for a query of the model's whole rows, without ``select_related``."""
+        compiled = self._compile(using)
+        if compiled.model is None:
+            raise TypeError("the statement does not select whole rows of one model")
+        from_db, attnames = compiled.model.from_db, compiled.attnames
+        return [from_db(using, attnames, row) for row in self.rows(using=using, **values)]
 
 
 def query_sql(queryset: QuerySet, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[Any]]:

@@ -98,3 +98,43 @@ def test_a_value_used_twice_is_refused(transfers):
     )
     with pytest.raises(ValueError, match="exactly once"):
         statement.rows(user_id=1)
+
+
+def test_whole_rows_come_back_as_the_orms_instances(transfers):
+    alice, usdt, made = transfers
+    values = {"user_id": alice.pk, "since": made[0].created_at, "until": made[-1].created_at, "currency_id": usdt.pk}
+    statement = Statement(lambda **v: window(**v), **FIELDS)
+    got, expected = statement.objects(**values), list(window(**values))
+    assert [type(t) for t in got] == [Transfer] * len(AMOUNTS)
+    assert [{k: v for k, v in vars(t).items() if k != "_state"} for t in got] == [
+        {k: v for k, v in vars(t).items() if k != "_state"} for t in expected
+    ]
+    assert [(t._state.adding, t._state.db) for t in got] == [(False, "default")] * len(AMOUNTS)
+    assert got[0].recipient.email == "bob@example.com"  # relations load as usual
+    for partial in (
+        window(**values).values_list("id"),
+        window(**values).only("id"),
+        window(**values).select_related("sender"),
+    ):
+        with pytest.raises(TypeError, match="whole rows"):
+            Statement(lambda q=partial: q).objects()
+
+
+def test_a_fixed_statement_read_through_a_named_index(transfers):
+    """No named values: the query is fixed. ``index`` names the index on MariaDB/MySQL,
+    leaves other backends' SQL as it is, and is refused when the model has no such index."""
+    alice, _, _ = transfers
+    fixed = Statement(
+        lambda: Transfer.objects.filter(sender_id=alice.pk).order_by("id")[:2], index="wallets_transfer_sender_time"
+    )
+    assert [t.pk for t in fixed.objects()] == list(
+        Transfer.objects.filter(sender_id=alice.pk).order_by("id")[:2].values_list("id", flat=True)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        fixed.objects()
+    hinted = "FORCE INDEX" in queries.captured_queries[0]["sql"]
+    assert hinted == (connection.vendor == "mysql")
+    with pytest.raises(ValueError, match="no index"):
+        Statement(lambda: Transfer.objects.all(), index="no_such_index").rows()
+    with pytest.raises(ValueError, match="one table"):
+        Statement(lambda: Transfer.objects.select_related("sender"), index="wallets_transfer_sender_time").rows()

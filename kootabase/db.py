@@ -323,17 +323,33 @@ def _attnames(cls: type[models.Model]) -> tuple[str, ...]:
     return tuple(field.attname for field in cls._meta.concrete_fields)
 
 
+@lru_cache(maxsize=256)
+def _loaded(cls: type[models.Model], field_names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The attributes a partial row's values go to, in the order ``Model.from_db`` gives
+    them out (the model's field order); None when ``field_names`` are not attributes."""
+    attnames = _attnames(cls)
+    if not set(field_names) <= set(attnames):
+        return None
+    return tuple(name for name in attnames if name in field_names)
+
+
 def model_from_db(cls: type[models.Model], db: str, field_names: Sequence[str], values: Sequence[Any]) -> Any:
-    """``Model.from_db`` for a model read by the thousand (the matcher's orders): a row
-    with every column becomes an instance by filling its ``__dict__``, which is what
-    ``Model.__init__`` ends with for positional values, without its per-field work. Rows
-    with deferred columns, and any model while a ``pre_init``/``post_init`` receiver is
-    connected, take Django's own path."""
-    concrete = cls._meta.concrete_fields
-    if len(values) != len(concrete) or pre_init.receivers or post_init.receivers:
+    """``Model.from_db`` for a model read by the thousand (the matcher's orders, the
+    ledger's accounts): a row becomes an instance by filling its ``__dict__``, which is
+    what ``Model.__init__`` ends with for positional values, without its per-field work.
+    A partial row (an account without its balance) leaves the other fields deferred, as
+    Django does. While a ``pre_init``/``post_init`` receiver is connected, Django's own
+    path."""
+    if pre_init.receivers or post_init.receivers:
         return models.Model.from_db.__func__(cls, db, field_names, values)
+    if len(values) == len(cls._meta.concrete_fields):
+        names: tuple[str, ...] | None = _attnames(cls)
+    else:
+        names = _loaded(cls, tuple(field_names))
+        if names is None or len(names) != len(values):
+            return models.Model.from_db.__func__(cls, db, field_names, values)
     new = cls.__new__(cls)
-    new.__dict__.update(zip(_attnames(cls), values, strict=True))
+    new.__dict__.update(zip(names, values, strict=True))
     state = new._state = ModelState()
     state.adding, state.db = False, db
     return new

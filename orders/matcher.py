@@ -664,7 +664,8 @@ class MarketMatcher:
                     idempotency_key=reference,
                 )
                 for kind, reference, legs in batch.transfers
-            ]
+            ],
+            savepoint=False,  # any failure rolls the whole batch back
         )
         now = timezone.now()
         changed = list(batch.changed.values())

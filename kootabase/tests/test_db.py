@@ -176,6 +176,15 @@ def test_model_from_db_builds_what_django_builds():
     assert fast.market == market and fast.user == user  # relations load as usual
     deferred = Order.objects.only("pk", "status").get(pk=order.pk)
     assert deferred.get_deferred_fields() and deferred.price == Decimal("100.5")
+    names, row = ["id", "user_id", "status"], (order.pk, user.pk, "open")  # a partial row, in field order
+    partial, django_partial = Order.from_db("default", names, row), Model.from_db.__func__(Order, "default", names, row)
+    assert vars(partial).keys() == vars(django_partial).keys()
+    assert {k: v for k, v in vars(partial).items() if k != "_state"} == {
+        k: v for k, v in vars(django_partial).items() if k != "_state"
+    }
+    assert partial.get_deferred_fields() == django_partial.get_deferred_fields()
+    assert (partial.user_id, partial.status, partial._state.adding) == (user.pk, "open", False)
+    assert partial.price == Decimal("100.5")  # loaded on access
 
 
 def test_model_build_builds_what_the_constructor_builds():

@@ -322,6 +322,27 @@ def test_a_batch_is_all_or_nothing(traders, usdt, btc, unchanged_ledger):
 
 
 @pytest.mark.django_db
+def test_a_batch_without_a_savepoint_posts_the_same_and_fails_its_callers_transaction(traders, usdt, btc):
+    """``savepoint=False`` (the matcher's batch): no SAVEPOINT round trips, the same
+    postings; a failure leaves the caller's transaction to be rolled back, not to go on."""
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            entries = services.ledger_post_batch(postings=_trades(*traders, usdt, btc, 4), savepoint=False)
+        assert not [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()]
+    assert [e.reference for e in entries] == [f"trade:{i}" for i in range(4)]
+    assert services.ledger_audit_run().ok
+    buyer = traders[0][0]
+    overdraw = Posting(
+        kind=EntryKind.TRADE,
+        legs=[Leg(account(buyer, usdt, LOCKED), Decimal("-1000000")), Leg(account(buyer, usdt), Decimal(1000000))],
+    )
+    with transaction.atomic():
+        with pytest.raises(ServiceError):
+            services.ledger_post_batch(postings=[overdraw], savepoint=False)
+        assert transaction.get_rollback()
+
+
+@pytest.mark.django_db
 def test_a_replayed_batch_moves_nothing_again(traders, usdt, btc):
     first = services.ledger_post_batch(postings=_trades(*traders, usdt, btc, 4))
     state = list(LedgerAccount.objects.order_by("pk").values_list("balance", flat=True))

@@ -2,6 +2,8 @@
 WEB_MAX_CONCURRENT_REQUESTS at once, each thread reused with its database connection."""
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -144,3 +146,16 @@ def test_a_request_starts_and_finishes_once_on_its_thread_and_streams_whole(sett
     assert streaming.text == "".join(f"{i}," for i in range(1000))
     assert [event for event, _ in seen] == ["started", "finished"] * 2
     assert all(thread.startswith("web-request") for _, thread in seen)
+
+
+def test_the_web_process_keeps_what_start_up_loaded_out_of_the_collectors_walk():
+    """Loading the ASGI application imports the views and freezes what is loaded, so a
+    full collection does not walk it (a pause of every request in the process)."""
+    script = (
+        "import gc, kootabase.asgi\n"
+        "from orders.api.views import OrderBatchView\n"
+        "assert gc.get_freeze_count() > 0\n"
+        "assert not any(o is OrderBatchView for o in gc.get_objects())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

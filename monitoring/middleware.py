@@ -4,11 +4,12 @@ latency is added to its route's histogram (``monitoring.services.request_record`
 Installed first in ``MIDDLEWARE``, so the latency covers every middleware and the view,
 and from the time the web process received the request (``ARRIVED``, set by
 ``kootabase.asgi_handler``): the wait for a free request thread counts too. The
-chain runs synchronously on the request's thread, where the counts are written too (one
-Redis round trip); the asynchronous path serves Django's stock handler. The route is the URL
+chain runs synchronously on the request's thread, where the request is counted in the
+process's memory; the asynchronous path serves Django's stock handler. The route is the URL
 pattern that matched (``api/v1/orders/<int:order_id>``), never the path itself, so the
-number of series stays bounded; a path that matched nothing is ``unmatched``. The counts
-go to the shared store, so they add up across processes and pods.
+number of series stays bounded; a path that matched nothing is ``unmatched``. Each process
+writes its counts to the shared store once a second (``monitoring.services``), so they add
+up across processes and pods.
 """
 
 from __future__ import annotations

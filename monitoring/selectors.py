@@ -46,6 +46,7 @@ from monitoring.services import (
     LATENCY_BUCKETS,
     WEBSOCKET,
     WORKERS,
+    request_counts_flush,
 )
 from monitoring.store import get_store
 from wallets.models import MONEY
@@ -391,6 +392,7 @@ class HttpMinute:
 def http_per_minute(*, now: datetime, minutes: int = WINDOW_MINUTES) -> list[HttpMinute]:
     labels = window(now=now, minutes=minutes)
     names = [HTTP_MINUTE.format(minute=int(label.timestamp() // 60)) for label in labels]
+    request_counts_flush()  # this process's own counts too, not a second later
     counters = get_store().counters(names)
     rows = []
     for name in names:
@@ -424,6 +426,7 @@ class HttpTotals:
 
 
 def http_totals() -> HttpTotals:
+    request_counts_flush()  # this process's own counts too, not a second later
     counters = get_store().counters([HTTP_REQUESTS, HTTP_DURATION_BUCKETS, HTTP_DURATION_SUM])
     requests = {}
     for key, count in counters[HTTP_REQUESTS].items():

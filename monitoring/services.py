@@ -3,9 +3,13 @@ store (``monitoring.store``), and the per-minute order sample into the database.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
 from bisect import bisect_left
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -36,13 +40,56 @@ SAMPLE_KEEP = timedelta(days=2)
 SAMPLE_MAX_GAP = timedelta(hours=1)  # after a longer pause the next sample starts afresh
 
 RECORD_PAUSE_AFTER_FAILURE = 10.0  # seconds without recording after the store failed
+REQUEST_COUNTS_FLUSH_EVERY = 1.0  # seconds between a process's writes of its request counts
 _paused_until = 0.0
 
 
+class _RequestCounts:
+    """This process's request counts not yet in the store. A request adds to them in
+    memory; a thread writes them every ``REQUEST_COUNTS_FLUSH_EVERY`` in one increment
+    (one Redis round trip a second, not one per request), and a reader of the totals in
+    this process writes them first. Other processes' counts reach the store within that
+    second. A forked child starts empty: what it inherited is its parent's to write."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self.lock = threading.Lock()  # guards the counts
+        self.flushing = threading.Lock()  # one write at a time, and none during a discard
+        self.counts: dict[str, Counter[str]] = {}
+        self.expire: dict[str, int] = {}
+        self.thread: threading.Thread | None = None
+
+    def add(self, counts: dict[str, dict[str, int]], expire: dict[str, int]) -> None:
+        with self.lock:
+            for name, fields in counts.items():
+                self.counts.setdefault(name, Counter()).update(fields)
+            self.expire.update(expire)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="request-counts", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(REQUEST_COUNTS_FLUSH_EVERY)
+            request_counts_flush()
+
+    def take(self) -> tuple[dict[str, Counter[str]], dict[str, int]]:
+        with self.lock:
+            counts, expire = self.counts, self.expire
+            self.counts, self.expire = {}, {}
+        return counts, expire
+
+
+_pending = _RequestCounts()
+
+
 def request_record(*, method: str, status: int, route: str, duration: float, at: float | None = None) -> None:
-    """Count one answered HTTP request. Never raises: a store that is down costs the
-    metrics, not the request (and is not retried for ``RECORD_PAUSE_AFTER_FAILURE``)."""
-    global _paused_until
+    """Count one answered HTTP request, in this process's pending counts (see
+    ``_RequestCounts``). Never raises and never waits for the store: a store that is down
+    costs the metrics, not the request."""
     at = time.time() if at is None else at
     if at < _paused_until:
         return
@@ -60,11 +107,32 @@ def request_record(*, method: str, status: int, route: str, duration: float, at:
         HTTP_DURATION_SUM: {route: micros},
         minute: per_minute,
     }
-    try:
-        get_store().increment(counts, expire={minute: MINUTE_TTL})
-    except Exception:  # metrics must never fail a request
-        _paused_until = at + RECORD_PAUSE_AFTER_FAILURE
-        logger.warning("monitoring: cannot record request metrics; pausing", exc_info=True)
+    _pending.add(counts, {minute: MINUTE_TTL})
+
+
+def request_counts_flush() -> None:
+    """Write this process's pending request counts to the store. Never raises: if the
+    store fails they are dropped, and recording pauses for ``RECORD_PAUSE_AFTER_FAILURE``."""
+    global _paused_until
+    with _pending.flushing:
+        counts, expire = _pending.take()
+        if not counts:
+            return
+        try:
+            get_store().increment(counts, expire=expire)
+        except Exception:  # metrics must never fail a request
+            _paused_until = time.time() + RECORD_PAUSE_AFTER_FAILURE
+            logger.warning("monitoring: cannot record request metrics; pausing", exc_info=True)
+
+
+atexit.register(request_counts_flush)  # a process that stops writes what it has counted
+
+
+def request_counts_discard() -> None:
+    """Forget this process's pending request counts, once any write under way is done
+    (tests, before they empty the store)."""
+    with _pending.flushing:
+        _pending.take()
 
 
 def worker_heartbeat(*, hostname: str, pid: int, queues: list[str], at: datetime | None = None) -> None:

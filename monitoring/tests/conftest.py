@@ -11,13 +11,16 @@ from django.test import Client
 from accounts.tests.helpers import admin_login, staff_member
 from blockchain.tests.conftest import chain, eth_asset, network, usdt_asset  # noqa: F401 - fixtures
 from marketdata.tests.conftest import _private_var_dir, alice, bob, markets  # noqa: F401 - fixtures
+from monitoring.services import request_counts_discard
 from monitoring.store import get_store
 
 
 @pytest.fixture(autouse=True)
 def _empty_store() -> Iterator[None]:
+    request_counts_discard()  # what earlier tests' requests counted and this process has not written
     get_store().clear()
     yield
+    request_counts_discard()
     get_store().clear()
 
 

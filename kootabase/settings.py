@@ -277,6 +277,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "kootabase.api.negotiation.RememberedContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "kootabase.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["kootabase.api.throttling.RateLimitThrottle"],

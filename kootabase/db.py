@@ -435,15 +435,6 @@ def index_hinted(sql: str, model: type[models.Model], index: str, connection: An
     return sql.replace(table, f"{table} FORCE INDEX ({quote(index)})")
 
 
-def rows_using_index(queryset: models.QuerySet, index: str) -> list[Any]:
-    """The rows of ``queryset`` as model instances, read through ``index`` (see
-    ``sql_using_index``)."""
-    if queryset.query.select_related:
-        raise ValueError("rows read through an index come from one table: no select_related")
-    sql, params = sql_using_index(queryset, index)
-    return list(queryset.model._default_manager.db_manager(queryset.db).raw(sql, params))
-
-
 def exists_using_index(queryset: models.QuerySet, index: str) -> models.Expression:
     """``EXISTS`` of ``queryset`` as an expression to annotate with, read through ``index``
     (see ``sql_using_index``)."""

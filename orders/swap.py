@@ -57,8 +57,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_check_not_frozen
-from kootabase.db import rows_using_index
 from kootabase.errors import Conflict, NotFound, ServiceError
+from kootabase.statements import Statement
 from matching.engine import BUY, SELL, MarketSpec
 from orders.models import (
     Market,
@@ -84,6 +84,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 10
 EXECUTE_BATCH = 100
 _RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+# The pending swaps, oldest first, read through their index (see kootabase.db.sql_using_index)
+# by a statement compiled once: every matcher round polls it.
+_PENDING_SWAPS = Statement(
+    lambda: SwapExecution.objects.filter(status=SwapExecution.Status.PENDING).order_by("pk")[:EXECUTE_BATCH],
+    index="orders_swap_status_id",
+)
 
 
 def quote_ttl() -> timedelta:
@@ -578,8 +584,7 @@ def swaps_execute(*, matchers: Sequence[MarketMatcher]) -> int:
     from orders.matcher import FencingError
 
     by_symbol = {m.symbol: m for m in matchers}
-    queue = SwapExecution.objects.filter(status=SwapExecution.Status.PENDING).order_by("pk")[:EXECUTE_BATCH]
-    pending = rows_using_index(queue, "orders_swap_status_id")  # see kootabase.db.sql_using_index
+    pending = _PENDING_SWAPS.objects()
     if pending:
         pending = list(
             SwapExecution.objects.filter(pk__in=[s.pk for s in pending], status=SwapExecution.Status.PENDING)

@@ -3,12 +3,13 @@ than running them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from django.db import connections, models, router
+from django.db import DEFAULT_DB_ALIAS, Error, connections, models, router
 from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import RawSQL
@@ -148,6 +149,89 @@ class Values:
         else:
             cursor.execute(sql, values)
 
+    def send(self, cursor: Any, sql: str, values: Sequence[Any]) -> None:
+        """Run a write whose outcome the caller does not read (no rows, no count): inside
+        ``writes_streamed`` it is sent without waiting for the server, otherwise as
+        ``execute`` runs it."""
+        stream = _streams.get(id(self.connection))
+        if stream is not None and self.rendered:
+            stream.send(sql % tuple(values))
+        else:
+            self.execute(cursor, sql, values)
+
+
+# --- Writes sent without waiting --------------------------------------------------------
+
+#: The open ``writes_streamed`` blocks, by the ``id`` of their connection wrapper.
+_streams: dict[int, _WriteStream] = {}
+
+
+class _WriteStream:
+    """One connection's writes sent without waiting (MySQL/MariaDB's protocol lets a client
+    send a statement and read its outcome later): at most one is in flight, and its outcome
+    is read before anything else reaches the connection."""
+
+    def __init__(self, connection: Any) -> None:
+        connection.ensure_connection()
+        self.connection = connection
+        self.db = connection.connection
+        self.in_flight = False
+
+    def send(self, sql: str) -> None:
+        self.wait()
+        with self.connection.wrap_database_errors:
+            self.db.send_query(sql.encode(self.db.encoding))
+        self.in_flight = True
+
+    def wait(self) -> None:
+        """Read the outcome of the statement in flight: its error, if it failed, is raised
+        here, as the driver would have raised it from ``execute``."""
+        if not self.in_flight:
+            return
+        self.in_flight = False
+        from django.db.backends.mysql.base import CursorWrapper
+
+        with self.connection.wrap_database_errors:
+            try:
+                self.db.read_query_result()
+            except self.connection.Database.OperationalError as exc:
+                if exc.args[0] in CursorWrapper.codes_for_integrityerror:  # as Django's cursor does
+                    raise self.connection.Database.IntegrityError(*tuple(exc.args)) from None
+                raise
+            if self.db.field_count():
+                self.db.discard_result()
+
+    def before_statement(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        self.wait()
+        return execute(sql, params, many, context)
+
+
+@contextmanager
+def writes_streamed(alias: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Inside the block, the writes that ``Values.send`` runs go to MySQL/MariaDB without
+    waiting for the server: the caller's Python work (rendering the next statement, the
+    events of the batch) goes on while the server runs the statement before. Statements
+    stay in their order, one at a time: any other statement on the connection, and the
+    end of the block, first wait for the one in flight, and its error (a deadlock, a
+    constraint) is raised there, inside the block. For a caller whose transaction is
+    rolled back as a whole on any error. Elsewhere (SQLite, PostgreSQL), and nested,
+    it changes nothing."""
+    connection = connections[alias]
+    if connection.vendor != "mysql" or id(connection) in _streams:
+        yield
+        return
+    stream = _streams[id(connection)] = _WriteStream(connection)
+    try:
+        with connection.execute_wrapper(stream.before_statement):
+            yield
+            stream.wait()
+    except BaseException:
+        with suppress(Error):  # the error being raised is the one that counts
+            stream.wait()  # the connection must be in step again for the rollback
+        raise
+    finally:
+        del _streams[id(connection)]
+
 
 #: Rows per ``UPDATE ... CASE`` statement of ``rows_update``. The server finds a row's value
 #: by searching the CASE's WHEN list in order, so a statement's cost grows with the square
@@ -209,7 +293,7 @@ def rows_update(
             if not assignments:
                 continue
             params += ids
-            values.execute(  # identifiers come from the model and are quoted; every value is converted
+            values.send(  # identifiers come from the model and are quoted; every value is converted
                 cursor,
                 f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
                 f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))})",
@@ -230,15 +314,17 @@ def _insert_sql(
     return f"{sql} RETURNING {quote(returning)}" if returning else sql
 
 
-def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
+def rows_insert(model: type[models.Model], objs: Sequence[models.Model], *, keys: bool = True) -> None:
     """Insert ``objs`` (new rows of a model with an auto primary key) with multi-row
     ``INSERT`` statements built once per shape — what ``QuerySet.bulk_create`` does
     without compiling an ORM expression per value. Values come from the fields themselves
     (``pre_save``, ``get_db_prep_save``, see ``Values``); ``auto_now``/``auto_now_add``
     times are one time for the call. Where
     the database returns inserted rows (MariaDB 10.5+, SQLite, PostgreSQL) each object
-    gets its primary key, as with ``bulk_create``."""
-    _insert(model, objs)
+    gets its primary key, as with ``bulk_create``; ``keys=False`` is for a caller that
+    does not use them: the objects get none, and inside ``writes_streamed`` the
+    statements are sent without waiting."""
+    _insert(model, objs, keys=keys)
 
 
 def rows_upsert(
@@ -269,7 +355,7 @@ def rows_upsert(
 _PLAIN_PRE_SAVE = frozenset((models.Field.pre_save, models.DateField.pre_save, models.DateTimeField.pre_save))
 
 
-def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: str = "") -> None:
+def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: str = "", keys: bool = True) -> None:
     if not objs:
         return
     alias = router.db_for_write(model)
@@ -277,7 +363,7 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
     meta = model._meta
     fields = [field for field in meta.concrete_fields if field is not meta.pk]
     columns = tuple(field.column for field in fields)
-    returning = meta.pk.column if connection.features.can_return_rows_from_bulk_insert and not suffix else None
+    returning = meta.pk.column if keys and connection.features.can_return_rows_from_bulk_insert and not suffix else None
     limit = connection.features.max_query_params or 60000
     size = max(1, limit // len(fields))
     values = Values(connection, fields)
@@ -302,10 +388,12 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
                     setattr(obj, field.attname, field.pre_save(obj, True))
             params = [convert(getattr(obj, attname)) for obj in chunk for attname, convert in plain]
             sql = _insert_sql(alias, meta.db_table, columns, len(chunk), returning, suffix)
-            values.execute(cursor, sql, params)
             if returning:
+                values.execute(cursor, sql, params)
                 for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
                     obj.pk = pk
+            else:
+                values.send(cursor, sql, params)
             if not suffix:
                 for obj in chunk:
                     obj._state.adding, obj._state.db = False, alias

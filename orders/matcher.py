@@ -45,7 +45,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from kootabase.db import exists_using_index, model_build, rows_insert, rows_update
+from kootabase.db import exists_using_index, model_build, rows_insert, rows_update, writes_streamed
 from kootabase.errors import ServiceError
 from kootabase.events import broadcasts_after_commit, broadcasts_flush
 from kootabase.statements import Statement
@@ -655,6 +655,13 @@ class MarketMatcher:
         self._check_status(status)
         keys = {key for _, _, legs in batch.transfers for key, _ in legs}
         accounts: dict[AccountKey, LedgerAccount] = ledger_accounts_ensure(keys=keys) if keys else {}
+        # The legs, the balances and the order updates are sent without waiting for the
+        # server: the Python work after each (the next statement, the batch's events) goes
+        # on while the server runs it. Any failure still rolls the whole batch back.
+        with writes_streamed():
+            self._write(batch, accounts)
+
+    def _write(self, batch: _Batch, accounts: dict[AccountKey, LedgerAccount]) -> None:
         ledger_post_batch(
             postings=[
                 Posting(
@@ -677,7 +684,7 @@ class MarketMatcher:
         # shared locks on those orders, which the updates then had to upgrade, and a
         # user's cancel (an exclusive lock request on the same order) waiting in between
         # made a deadlock.
-        rows_insert(Trade, batch.trades)
+        rows_insert(Trade, batch.trades, keys=False)  # trades are known by their number
         self._publish(batch, changed)
 
     def _publish(self, batch: _Batch, changed: Iterable[Order]) -> None:

@@ -357,17 +357,19 @@ def _write(
     legs: list[tuple[int, int, Decimal, Decimal]],
     currencies: dict[int, Currency],
 ) -> None:
-    """Write the legs and the balances that changed, and announce them after the commit."""
+    """Write the legs and the balances that changed, and announce them after the commit
+    (the announcements are worked out while the legs are written, see
+    ``kootabase.db.writes_streamed``)."""
     sql.legs_insert(legs)
-    changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
-    if changed:
-        sql.balances_update(changed)
     # Each user whose balances moved hears of it once, after the commit (wallets.events).
     users: dict[tuple[int, int], dict[str, Decimal]] = defaultdict(dict)
     for pk, (user_id, currency_id, kind) in expected.items():
         if user_id is not None:
             users[(user_id, currency_id)][kind] = balances[pk]
     balances_changed(changes=users, currencies=currencies)
+    changed = {pk: balance for pk, balance in balances.items() if balance != locked[pk][0]}
+    if changed:
+        sql.balances_update(changed)
 
 
 def _apply(

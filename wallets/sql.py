@@ -154,7 +154,7 @@ def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
         for row in chunk:
             params += [entry(row[0]), account(row[1]), amount(row[2]), balance_after(row[3])]
         with connection.cursor() as cursor:
-            values.execute(cursor, _insert_sql(connection.vendor, meta.db_table, columns, len(chunk), None), params)
+            values.send(cursor, _insert_sql(connection.vendor, meta.db_table, columns, len(chunk), None), params)
 
 
 @lru_cache(maxsize=256)
@@ -182,7 +182,7 @@ def balances_update(balances: dict[int, Decimal]) -> None:
             params += row
         params += [pk for pk, _ in chunk]
         with connection.cursor() as cursor:
-            values.execute(cursor, _update_sql(connection.vendor, len(chunk)), params)
+            values.send(cursor, _update_sql(connection.vendor, len(chunk)), params)
 
 
 @lru_cache(maxsize=256)

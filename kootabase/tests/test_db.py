@@ -254,3 +254,64 @@ def test_reads_through_a_named_index_return_what_the_queryset_returns():
         assert [tuple(map(bool, row)) for row in flags.values_list("named", "plain")[:1]] == [(expected, expected)]
     with pytest.raises(ValueError, match="no index"):
         sql_using_index(evens, "no_such_index")
+
+
+# --- writes_streamed ------------------------------------------------------------------
+
+
+def _names(prefix: str) -> list[str]:
+    return list(User.objects.filter(email__startswith=prefix).order_by("pk").values_list("name", flat=True))
+
+
+@pytest.mark.django_db
+def test_streamed_writes_land_in_order_and_a_read_sees_them():
+    """Rows written, then rewritten, inside the block: each statement runs after the one
+    before, and a read in the block waits for the write in flight."""
+    from django.db import transaction
+
+    from kootabase.db import writes_streamed
+
+    users = [User(email=f"stream{i}@example.com", password="!", name="before") for i in range(300)]
+    with transaction.atomic(), writes_streamed():
+        rows_insert(User, users, keys=False)  # sent without waiting
+        assert all(user.pk is None for user in users)
+        stored = list(User.objects.filter(email__startswith="stream").order_by("email"))
+        assert len(stored) == 300
+        for user in stored:
+            user.name = f"first {user.email}"
+        rows_update(User, stored, ["name"])  # two statements (200 rows each at most), streamed
+        for user in stored:
+            user.name = f"second {user.email}"
+        rows_update(User, stored, ["name"])  # after the first, so it wins
+    assert sorted(_names("stream")) == sorted(f"second stream{i}@example.com" for i in range(300))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.mariadb
+def test_a_streamed_write_that_fails_raises_in_the_block_and_rolls_back():
+    from django.db import IntegrityError, connection, transaction
+
+    from kootabase.db import _streams, writes_streamed
+
+    rows_insert(User, [User(email="taken@example.com", password="!")])
+    with pytest.raises(IntegrityError), transaction.atomic(), writes_streamed():
+        rows_insert(User, [User(email="fresh@example.com", password="!")], keys=False)
+        rows_insert(User, [User(email="taken@example.com", password="!")], keys=False)  # a duplicate
+        assert _streams[id(connection)].in_flight  # Python goes on while the duplicate is in flight
+    assert not User.objects.filter(email="fresh@example.com").exists()  # the whole transaction is undone
+    assert User.objects.filter(email="taken@example.com").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.mariadb
+def test_an_error_while_a_write_is_in_flight_leaves_the_connection_usable():
+    from django.db import transaction
+
+    from kootabase.db import writes_streamed
+
+    with pytest.raises(ZeroDivisionError), transaction.atomic(), writes_streamed():
+        rows_insert(User, [User(email="midway@example.com", password="!")], keys=False)
+        raise ZeroDivisionError  # while the write is still in flight
+    assert not User.objects.filter(email="midway@example.com").exists()
+    rows_insert(User, [User(email="after@example.com", password="!")])
+    assert User.objects.filter(email="after@example.com").exists()

@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from kootabase.errors import ServiceError
-from matching.engine import AmountOutOfRange, MarketSpec, PriceNotOnTick, QtyNotOnLot
+from matching.engine import MAX_INT, AmountOutOfRange, MarketSpec, PriceNotOnTick, QtyNotOnLot
 from orders.catalog import fee_tiers_for
 from orders.models import FeeTier, Market
 from wallets.models import MONEY
@@ -156,7 +156,10 @@ def quote_budget_units(*, spec: MarketSpec, amount: Decimal, taker_rate: Decimal
     floor(amount / (1 + taker rate)), so notional plus fee never exceed the hold."""
     budget = Fraction(amount) / (1 + Fraction(taker_rate))
     unit = Fraction(spec.quote_unit)
-    return int(budget // unit)
+    units = int(budget // unit)
+    if units > MAX_INT:
+        raise ServiceError("quote_amount_out_of_range", "The quote amount is beyond what one order can trade.")
+    return units
 
 
 def fee_due(*, taker_quote: Decimal, maker_quote: Decimal, rates: FeeRates, precision: int) -> Decimal:

@@ -32,7 +32,7 @@ from orders.pricing import (
     to_ticks,
 )
 from wallets.locks import retry_on_deadlock
-from wallets.models import MONEY, AccountKind, Currency, EntryKind
+from wallets.models import AMOUNT_LIMIT, MONEY, AccountKind, Currency, EntryKind
 from wallets.services import Leg, Posting, amount_validate, ledger_accounts_ensure, ledger_post_each
 
 
@@ -136,11 +136,17 @@ def _check(
         _require(price, "price_required", "A limit order needs a price.")
         _require(quantity, "quantity_required", "A limit order needs a quantity.")
         _forbid(quote_amount, "quote_amount_not_allowed", "A limit order is sized by quantity.")
+        if post_only and is_stop:
+            raise ServiceError("post_only_not_allowed", "Only limit orders can be post-only.")
         if post_only and time_in_force != TimeInForce.GTC:
             raise ServiceError("post_only_requires_gtc", "A post-only order is good till cancelled.")
     else:
         if post_only:
             raise ServiceError("post_only_not_allowed", "Only limit orders can be post-only.")
+        if time_in_force == TimeInForce.FOK:
+            raise ServiceError(
+                "time_in_force_not_allowed", "A market order is immediate-or-cancel: fok is for limit orders."
+            )
         time_in_force = TimeInForce.IOC  # a market order never rests
         if side == Side.SELL:
             _require(quantity, "quantity_required", "A market sell needs a quantity.")
@@ -196,6 +202,12 @@ def _check(
     else:
         hold_currency = market.quote
         hold_amount = buy_hold(price=price, quantity=quantity, rate=rates.highest, precision=market.quote.precision)
+    if hold_amount >= AMOUNT_LIMIT or (notional is not None and notional >= AMOUNT_LIMIT):
+        raise ServiceError(
+            "amount_out_of_range",
+            "The order's value is beyond what a balance can hold.",
+            details={"limit": f"{AMOUNT_LIMIT:f}"},
+        )
     return _Checked(
         market=market,
         side=side,
@@ -213,19 +225,20 @@ def _check(
     )
 
 
-def _same_request(order: Order, checked: _Checked) -> bool:
-    return (order.market_id, order.side, order.type, order.price, order.stop_price, order.quantity) == (
-        checked.market.pk,
-        checked.side,
-        checked.type,
-        checked.price,
-        checked.stop_price,
-        checked.quantity,
-    ) and order.quote_amount == checked.quote_amount
+def _same_request(order: Order, market: Market, fields: dict[str, Any]) -> bool:
+    """Whether the request, as sent, asks for the stored order: every field the user
+    chose. A market order's time in force is not one (it is always ``ioc``)."""
+    if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and order.time_in_force != fields["time_in_force"]:
+        return False
+    stored = (order.market_id, order.side, order.type, bool(order.post_only))
+    asked = (market.pk, fields["side"], fields["type"], bool(fields["post_only"]))
+    return stored == asked and all(
+        getattr(order, name) == fields[name] for name in ("price", "stop_price", "quantity", "quote_amount")
+    )
 
 
-def _replay(order: Order, checked: _Checked | None) -> Placement:
-    if checked is not None and not _same_request(order, checked):
+def _replay(order: Order, market: Market, fields: dict[str, Any]) -> Placement:
+    if not _same_request(order, market, fields):
         raise Conflict(
             "client_order_id_conflict",
             "This client_order_id was already used for a different order.",
@@ -313,46 +326,41 @@ def orders_place_many(*, requests: Sequence[PlaceRequest]) -> list[Placement | S
     repeat then answers exactly as if it had been looked up first: with the stored order,
     even when a new order would now be refused (a frozen account, a halted market, funds
     spent), unless the market is unknown or the request differs from the stored order.
-    A ``client_order_id`` that comes twice in ``requests`` is placed once: the later
-    requests are answered after the first is, as repeats.
+    A ``client_order_id`` that comes again in ``requests`` splits them there: the requests
+    before are placed first (in their own transaction), then the rest, so the repeat is
+    answered from what its first request left, in the order given.
     """
-    outcomes: list[Placement | ServiceError | None] = [None] * len(requests)
-    first: set[tuple[int, str]] = set()
-    now: list[int] = []
-    later: list[int] = []
+    seen: set[tuple[int, str]] = set()
     for index, request in enumerate(requests):
         key = (request.user.pk, request.client_order_id)
-        if request.client_order_id and key in first:
-            later.append(index)
-            continue
-        first.add(key)
-        now.append(index)
+        if request.client_order_id and key in seen:
+            return [
+                *orders_place_many(requests=requests[:index]),
+                *orders_place_many(requests=requests[index:]),
+            ]
+        seen.add(key)
     stored: dict[tuple[int, str], Order] = {}
     while True:
         try:
-            placed = _place_all([requests[i] for i in now], stored)
+            outcomes = _place_all(requests, stored)
             break
         except IntegrityError:
             # Another request stored one of these client_order_ids since they were checked:
             # answer those as repeats, and place the rest again.
-            found = _stored_orders([requests[i] for i in now])
+            found = _stored_orders(requests)
             if found.keys() <= stored.keys():
                 raise
             stored = found
-    for index, outcome in zip(now, placed, strict=True):
-        outcomes[index] = outcome
-    repeats = [requests[i] for i in now if requests[i].client_order_id and isinstance(outcomes[i], ServiceError)]
+    refused = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, ServiceError)]
+    repeats = [requests[i] for i in refused if requests[i].client_order_id]
     if repeats:
         found = _stored_orders(repeats)
-        for index in now:
+        for index in refused:
             request = requests[index]
             existing = found.get((request.user.pk, request.client_order_id))
-            if existing is not None and isinstance(outcomes[index], ServiceError):
+            if existing is not None:
                 outcomes[index] = _repeat(request, existing)
-    if later:
-        for index, outcome in zip(later, orders_place_many(requests=[requests[i] for i in later]), strict=True):
-            outcomes[index] = outcome
-    return outcomes  # type: ignore[return-value]
+    return outcomes
 
 
 def _stored_orders(requests: Sequence[PlaceRequest]) -> dict[tuple[int, str], Order]:
@@ -366,19 +374,12 @@ def _stored_orders(requests: Sequence[PlaceRequest]) -> dict[tuple[int, str], Or
     return {(o.user_id, o.client_order_id): o for o in candidates if (o.user_id, o.client_order_id) in wanted}
 
 
-def _check_quietly(user: User, market: Market, fields: dict[str, Any]) -> _Checked | None:
-    """The repeated request, checked as a new one would be; None if it no longer passes
-    (a repeat answers with the stored order even after, say, the price moved)."""
-    try:
-        return _check(user=user, market=market, **fields)
-    except ServiceError:
-        return None
-
-
 def _repeat(request: PlaceRequest, existing: Order) -> Placement | ServiceError:
+    """A request with a used client_order_id: the stored order if it asks for the same
+    order (even when a new one would now be refused: the price moved, funds are spent),
+    ``client_order_id_conflict`` if it differs."""
     try:
-        market = market_get(symbol=request.market_symbol)
-        return _replay(existing, _check_quietly(request.user, market, request.fields))
+        return _replay(existing, market_get(symbol=request.market_symbol), request.fields)
     except ServiceError as exc:
         return exc
 

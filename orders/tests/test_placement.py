@@ -9,9 +9,10 @@ from accounts.models import User
 from kootabase.errors import ServiceError
 from orders.models import Market, Order
 from orders.services import Placement, order_place_or_get, orders_place_many, place_request
-from orders.tests.conftest import balance
-from wallets.models import AccountKind, JournalEntry
+from orders.tests.conftest import balance, client_of
+from wallets.models import AccountKind, Currency, JournalEntry
 from wallets.services import ledger_audit_run
+from wallets.tests.factories import UserFactory, fund
 
 URL = "/api/v1/orders"
 
@@ -171,6 +172,22 @@ def test_fee_tier_lowers_the_hold(alice_client, alice, usdt, eth_usdt):
             "quote_amount_precision",
         ),
         ({"market": "ETH-USDT", "side": "sell", "type": "market", "quote_amount": "50"}, 400, "quantity_required"),
+        # each in range, but a buy's hold (price x quantity x (1 + fee)) beyond any balance
+        (limit(price="1000000000", quantity="1000000000"), 400, "amount_out_of_range"),
+        (limit(side="sell", price="1000000000", quantity="1000000000"), 400, "amount_out_of_range"),
+        (
+            {
+                "market": "ETH-USDT",
+                "side": "buy",
+                "type": "market",
+                "quantity": "1",
+                "price": "2100",
+                "time_in_force": "fok",
+            },
+            400,
+            "time_in_force_not_allowed",
+        ),
+        (limit(type="stop-limit", stop_price="2100", post_only=True), 400, "post_only_not_allowed"),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(alice_client, unchanged, body, status, code):
@@ -251,6 +268,75 @@ def test_a_refused_order_of_many_leaves_no_row_and_its_client_order_id_free(alic
     assert not Order.objects.exists()
     assert not JournalEntry.objects.filter(kind="hold").exists()
     assert orders_place_many(requests=[_request(alice, client_order_id="free")])[0].created
+
+
+def test_an_order_beyond_the_ledger_range_is_refused_alone_among_many(alice, bob, usdt):
+    """One user's order too big for any balance, placed with another user's (as placement
+    groups concurrent requests): only that one is refused."""
+    innocent, huge = orders_place_many(
+        requests=[
+            _request(bob, client_order_id="innocent"),
+            _request(alice, price=Decimal(1000000000), quantity=Decimal(1000000000)),
+        ]
+    )
+    assert innocent.created and huge.code == "amount_out_of_range"
+    assert list(Order.objects.values_list("client_order_id", flat=True)) == ["innocent"]
+
+
+def test_a_market_buy_budget_beyond_the_engine_range_is_refused(markets):
+    """A market whose quote unit (tick x lot) is 1e-16 ETH: 1000 ETH is more than 2**63
+    units, which the engine cannot take."""
+    eth, btc = Currency.objects.get(code="ETH"), Currency.objects.get(code="BTC")
+    Market.objects.create(
+        symbol="BTC-ETH",
+        base=btc,
+        quote=eth,
+        tick_size=Decimal("0.00000001"),
+        lot_size=Decimal("0.00000001"),
+        min_notional=Decimal("0.001"),
+    )
+    whale = UserFactory(email="whale@example.com")
+    fund(whale, eth, "2000")
+    response = client_of(whale).post(
+        URL, {"market": "BTC-ETH", "side": "buy", "type": "market", "quote_amount": "1000"}
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "quote_amount_out_of_range")
+    assert not Order.objects.exists()
+    assert balance(whale, eth, AccountKind.LOCKED) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"side": "sell", "price": "1.001", "quantity": "1"},  # different, and itself invalid
+        {"time_in_force": "ioc"},
+        {"post_only": True},
+        {"type": "stop-limit", "stop_price": "2100"},
+    ],
+)
+def test_a_repeat_that_asks_for_a_different_order_is_a_conflict(alice_client, alice, usdt, change):
+    first = alice_client.post(URL, limit(client_order_id="same"))
+    assert first.status_code == 201
+    response = alice_client.post(URL, limit(client_order_id="same", **change))
+    assert (response.status_code, response.json()["code"]) == (409, "client_order_id_conflict"), response.json()
+    assert Order.objects.count() == 1
+
+
+def test_a_repeated_client_order_id_in_a_batch_keeps_the_batch_order_for_funds(alice_client, alice):
+    """A refused order retried smaller in the same batch is placed before the orders after
+    it, as if the batch were placed one order after the other."""
+    response = alice_client.post(
+        URL + "/batch",
+        {
+            "orders": [
+                limit(client_order_id="d", quantity="60"),  # 120,120 USDT and the fee: refused
+                limit(client_order_id="d", quantity="30"),  # fits, placed in turn
+                limit(quantity="30"),  # no longer fits
+            ]
+        },
+    )
+    assert [r["status"] for r in response.json()["results"]] == [400, 201, 400]
+    assert Order.objects.get().client_order_id == "d"
 
 
 def test_a_client_order_id_twice_in_one_call_is_placed_once(alice, usdt):

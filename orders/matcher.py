@@ -483,6 +483,13 @@ class MarketMatcher:
             if batch.before is not None:
                 batch.before[order.pk] = _written(order)
         runs: list[tuple[Order, list[Any]]] = []
+        # The cancels first: a cancel the user was told is accepted is never overtaken by
+        # an order this matcher has not taken yet (the orders then go in the order placed).
+        for order in cancels:
+            self.last_seq += 1
+            order.cancel_seq = self.last_seq  # with ``seq``, the orders table holds every command: replayable
+            batch.changed[order.pk] = order
+            runs.append((order, self.book.apply(Cancel(self.last_seq, order.pk))))
         for order in pending:
             if order.cancel_requested:  # cancelled before it reached the book
                 self._finish(batch, order, OrderStatus.CANCELLED, _cancel_reason(order))
@@ -497,11 +504,6 @@ class MarketMatcher:
             order.seq = self.last_seq
             batch.changed[order.pk] = order
             runs.append((order, self.book.apply(command)))
-        for order in cancels:
-            self.last_seq += 1
-            order.cancel_seq = self.last_seq  # with ``seq``, the orders table holds every command: replayable
-            batch.changed[order.pk] = order
-            runs.append((order, self.book.apply(Cancel(self.last_seq, order.pk))))
         self._load_makers(batch, runs)
         for order, events in runs:
             self._translate(batch, order, events)

@@ -182,6 +182,22 @@ def test_pending_order_cancelled_before_the_matcher_never_enters_the_book(alice_
     assert_audit_ok()
 
 
+def test_an_accepted_cancel_is_not_overtaken_by_an_order_the_matcher_has_not_taken(
+    alice_client, bob_client, alice, bob, eth, usdt
+):
+    sell = place(alice_client, side="sell", price="2000", quantity="1")
+    run_matcher()
+    assert alice_client.delete(f"{URL}/{sell['id']}").status_code == 202
+    buy = place(bob_client, side="buy", price="2000", quantity="1")  # one batch with the cancel
+    matcher = run_matcher()
+    assert (status_of(sell), status_of(buy)) == ("cancelled", "open")
+    assert not Trade.objects.exists()
+    assert (balance(alice, eth), balance(alice, eth, AccountKind.LOCKED)) == (Decimal(100), 0)
+    cancelled, placed = Order.objects.get(pk=sell["id"]), Order.objects.get(pk=buy["id"])
+    assert cancelled.cancel_seq < placed.seq == matcher.last_seq  # replayable in this order
+    assert_audit_ok()
+
+
 def test_cancel_all_of_mine(alice_client, bob_client, alice, bob, usdt):
     mine = [place(bob_client, side="buy", price=p, quantity="1")["id"] for p in ("1900", "1901")]
     other = place(alice_client, side="buy", price="1902", quantity="1")

@@ -34,6 +34,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from kootabase.fields import CaseSensitiveCharField
 from wallets.models import Currency, MoneyField
 
 UINT256_MAX = 2**256 - 1
@@ -347,7 +348,7 @@ class Withdrawal(models.Model):
     address = models.CharField(max_length=64)
     amount = MoneyField(help_text="Sent to the address.")
     fee = MoneyField(help_text="Charged on top of the amount.")
-    idempotency_key = models.CharField(max_length=64)
+    idempotency_key = CaseSensitiveCharField(max_length=64)
     status = models.CharField(max_length=16, choices=WithdrawalStatus.choices, default=WithdrawalStatus.REQUESTED)
     review_reason = models.CharField(max_length=200, blank=True)
     decided_by = models.ForeignKey(

@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from kootabase.db import model_from_db
+from kootabase.fields import CaseSensitiveCharField
 
 # DECIMAL(36, 18): 18 integer digits and 18 decimal places, well under MySQL's cap of 65.
 AMOUNT_MAX_DIGITS = 36
@@ -244,7 +245,7 @@ class JournalEntry(AppendOnlyModel):
     reference = models.CharField(
         max_length=128, blank=True, db_index=True, help_text='What caused it, e.g. "transfer:42", "trade:7".'
     )
-    idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    idempotency_key = CaseSensitiveCharField(max_length=128, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -288,7 +289,7 @@ class Transfer(models.Model):
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfers_received")
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
     amount = MoneyField()
-    idempotency_key = models.CharField(max_length=64)
+    idempotency_key = CaseSensitiveCharField(max_length=64)
     status = models.CharField(max_length=16, choices=TransferStatus.choices, default=TransferStatus.COMPLETED)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -323,7 +324,7 @@ class Adjustment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments_made"
     )
     actor = models.CharField(max_length=254, help_text='Who did it: "admin:<email>" or "command:<login>".')
-    idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    idempotency_key = CaseSensitiveCharField(max_length=128, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -139,6 +139,18 @@ def test_the_same_idempotency_key_moves_money_once(alice, bob, usdt):
 
 
 @pytest.mark.django_db
+def test_idempotency_keys_differing_in_case_are_two_keys(alice, bob, usdt):
+    """On every backend, MariaDB's case-blind default collations included."""
+    fund(alice, usdt, "100")
+    legs = [Leg(account(alice, usdt), Decimal(-7)), Leg(account(bob, usdt), Decimal(7))]
+    lower = services.ledger_post(kind=EntryKind.TRANSFER, legs=legs, reference="x", idempotency_key="pay-a")
+    upper = services.ledger_post(kind=EntryKind.TRANSFER, legs=legs, reference="x", idempotency_key="PAY-A")
+    assert lower.pk != upper.pk
+    assert balance(bob, usdt) == Decimal(14)
+    assert list(JournalEntry.objects.filter(idempotency_key="PAY-A").values_list("pk", flat=True)) == [upper.pk]
+
+
+@pytest.mark.django_db
 def test_a_keyed_hold_in_the_callers_transaction_takes_no_savepoint_and_moves_money_once(alice, usdt):
     fund(alice, usdt, "10")
     for _ in range(2):  # the second time the key is stored: the stored entry, nothing moved

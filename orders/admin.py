@@ -8,6 +8,7 @@ the form, so it changes only through them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from kootabase.admin import ReadOnlyAdmin, ReasonForm, control_confirm, control_
 from kootabase.errors import ServiceError
 from orders import controls
 from orders.models import LIVE_STATUSES, FeeTier, Market, MatcherState, Order, Trade
+from orders.pricing import fee_rate_check, market_check
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,32 @@ class OperatorsForm(ReasonForm):
     field_order = ("operators", "reason")
 
 
+class MarketForm(forms.ModelForm):
+    """A market's sizes must fit its currencies and its rates be fractions
+    (``orders.pricing.market_check``): a market that breaks them would make trades the
+    ledger cannot post."""
+
+    class Meta:
+        model = Market
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:  # a missing or malformed field has its own error
+            return data
+        candidate = copy.copy(self.instance)  # the fields read-only in the form keep their values
+        for name, value in data.items():
+            setattr(candidate, name, value)
+        try:
+            market_check(candidate)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        return data
+
+
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
+    form = MarketForm
     list_display = ("symbol", "status", "tick_size", "lot_size", "min_notional", "maker_fee_rate", "taker_fee_rate")
     list_filter = ("status",)
     search_fields = ("symbol",)
@@ -258,8 +284,25 @@ def _run(request: HttpRequest, control: _Control, market: Market, reason: str) -
     return f"{market.symbol} is now {market.status}." if changed else f"{market.symbol} was already {market.status}."
 
 
+class FeeTierForm(forms.ModelForm):
+    class Meta:
+        model = FeeTier
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in ("maker_fee_rate", "taker_fee_rate"):
+            if data.get(name) is not None:
+                try:
+                    fee_rate_check(data[name], name, code="fee_tier_invalid", subject="The tier")
+                except ServiceError as exc:
+                    self.add_error(name, forms.ValidationError(exc.message, code=exc.code))
+        return data
+
+
 @admin.register(FeeTier)
 class FeeTierAdmin(admin.ModelAdmin):
+    form = FeeTierForm
     list_display = ("group", "market", "maker_fee_rate", "taker_fee_rate")
 
 

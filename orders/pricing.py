@@ -81,9 +81,14 @@ def market_check(market: Market) -> None:
                 details={"field": name},
             )
     for name in ("maker_fee_rate", "taker_fee_rate"):
-        rate = getattr(market, name)
-        if not Decimal(0) <= rate < 1:
-            raise ServiceError("market_invalid", f"{market.symbol}: {name} must be in [0, 1).")
+        fee_rate_check(getattr(market, name), name, code="market_invalid", subject=market.symbol)
+
+
+def fee_rate_check(rate: Decimal, name: str, *, code: str, subject: str) -> None:
+    """A fee rate is a fraction in [0, 1): a negative one would pay the user out of the
+    fee account (fees are rounded down), one of 1 or more would take all a trade is worth."""
+    if not Decimal(0) <= rate < 1:
+        raise ServiceError(code, f"{subject}: {name} must be in [0, 1).", details={"field": name})
 
 
 def to_ticks(spec: MarketSpec, price: Decimal, field: str = "price") -> int:

@@ -174,3 +174,61 @@ def test_a_non_operator_cannot_be_assigned_a_market(btc_usdt):
     assert not market_may_operate(user=User.objects.get(pk=support.pk), market=btc_usdt)
     assert world_state() == before
     assert not AuditEvent.objects.filter(action=actions.MARKET_OPERATORS_CHANGED).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"maker_fee_rate": "-0.001"}, "maker_fee_rate must be in [0, 1)"),
+        ({"taker_fee_rate": "1"}, "taker_fee_rate must be in [0, 1)"),
+    ],
+)
+def test_a_market_with_a_rate_out_of_range_is_refused(operator_client, eth_usdt, change, message):
+    before = Market.objects.values_list("maker_fee_rate", "taker_fee_rate").get(pk=eth_usdt.pk)
+    form = {"min_notional": "10", "maker_fee_rate": "0.001", "taker_fee_rate": "0.002", **change}
+    response = operator_client.post(f"/admin/orders/market/{eth_usdt.pk}/change/", form)
+    assert response.status_code == 200 and message in response.content.decode()
+    assert Market.objects.values_list("maker_fee_rate", "taker_fee_rate").get(pk=eth_usdt.pk) == before
+
+
+def test_a_new_market_whose_sizes_do_not_fit_its_currencies_is_refused(markets):
+    from wallets.models import Currency
+
+    root = User.objects.create_superuser(email="root@example.com", password="pw-root-12345")
+    admin = admin_login(Client(), root)
+    eth, usdt = Currency.objects.get(code="ETH"), Currency.objects.get(code="USDT")
+    form = {
+        "symbol": "ETH-USDT2",
+        "base": eth.pk,
+        "quote": usdt.pk,
+        "tick_size": "0.0001",  # x lot 0.0001 = 1e-8 USDT, finer than USDT's 6 places
+        "lot_size": "0.0001",
+        "min_notional": "10",
+        "maker_fee_rate": "0.001",
+        "taker_fee_rate": "0.002",
+        "status": "active",
+    }
+    response = admin.post("/admin/orders/market/add/", form)
+    assert response.status_code == 200 and "is not a multiple of 1e-6" in response.content.decode()
+    assert not Market.objects.filter(symbol="ETH-USDT2").exists()
+    response = admin.post("/admin/orders/market/add/", {**form, "tick_size": "0.01"})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert Market.objects.filter(symbol="ETH-USDT2").exists()
+
+
+def test_a_fee_tier_with_a_negative_rate_is_refused(operator_client, eth_usdt):
+    from django.contrib.auth.models import Group
+
+    from orders.models import FeeTier
+
+    vip = Group.objects.create(name="vip")
+    tier = FeeTier.objects.create(
+        group=vip, market=eth_usdt, maker_fee_rate=Decimal("0.0005"), taker_fee_rate=Decimal("0.001")
+    )
+    form = {"group": vip.pk, "market": eth_usdt.pk, "maker_fee_rate": "-0.0001", "taker_fee_rate": "0.001"}
+    response = operator_client.post(f"/admin/orders/feetier/{tier.pk}/change/", form)
+    assert response.status_code == 200 and "maker_fee_rate must be in [0, 1)" in response.content.decode()
+    assert FeeTier.objects.get().maker_fee_rate == Decimal("0.0005")
+    response = operator_client.post(f"/admin/orders/feetier/{tier.pk}/change/", {**form, "maker_fee_rate": "0"})
+    assert response.status_code == 302
+    assert FeeTier.objects.get().maker_fee_rate == 0

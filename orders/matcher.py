@@ -427,6 +427,8 @@ class MarketMatcher:
         if now - self._last_heartbeat < HEARTBEAT_EVERY:
             return
         self._last_heartbeat = now
+        if self.book is None:  # a failed batch left the counters ahead of the database
+            self.rebuild()
         with transaction.atomic():
             self._fence()
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from orders.matcher import FencingError, MarketMatcher, MatcherLockError
-from orders.models import MatcherState, Order, Trade
+from orders.models import Market, MatcherState, Order, Trade
 from orders.tests.conftest import balance, fees_balance, world_state
 from wallets.models import AccountKind, JournalEntry
 from wallets.services import ledger_audit_run
@@ -196,6 +196,34 @@ def test_an_accepted_cancel_is_not_overtaken_by_an_order_the_matcher_has_not_tak
     cancelled, placed = Order.objects.get(pk=sell["id"]), Order.objects.get(pk=buy["id"])
     assert cancelled.cancel_seq < placed.seq == matcher.last_seq  # replayable in this order
     assert_audit_ok()
+
+
+def drain(matcher: MarketMatcher) -> int:
+    done = 0
+    while worked := matcher.run_once():
+        done += worked
+    return done
+
+
+def test_the_heartbeat_after_a_failed_batch_does_not_record_its_counters(alice_client, bob_client, eth_usdt):
+    """A batch that failed and whose rebuild failed too (a database outage) leaves the
+    matcher's counters ahead of what is committed; a heartbeat on a halted market must not
+    store them (trade numbers would skip)."""
+    place(alice_client, side="sell", price="2000", quantity="1")
+    place(bob_client, side="buy", price="2000", quantity="1")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    try:
+        assert drain(matcher) == 2
+        committed = MatcherState.objects.values_list("last_seq", "last_trade_no").get()
+        matcher.last_seq, matcher.last_trade_no, matcher.book = committed[0] + 5, committed[1] + 3, None
+        Market.objects.filter(pk=eth_usdt.pk).update(status=Market.Status.HALTED)
+        matcher._last_heartbeat = 0.0  # due
+        assert matcher.run_once() == 0
+        assert MatcherState.objects.values_list("last_seq", "last_trade_no").get() == committed
+        assert (matcher.last_seq, matcher.last_trade_no) == committed and matcher.book is not None
+    finally:
+        matcher.stop()
 
 
 def test_cancel_all_of_mine(alice_client, bob_client, alice, bob, usdt):

@@ -287,6 +287,14 @@ class SwapExecution(models.Model):
     min_to_amount = MoneyField(help_text="The slippage bound: the swap fails rather than give less.")
     to_amount = MoneyField(null=True, blank=True, help_text="What the swap gave (when completed).")
     route = models.JSONField()
+    market = models.ForeignKey(
+        Market,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The route's first market: the matcher process that runs it executes the swap.",
+    )
     deadline = models.DateTimeField(help_text="Not executed by then: failed.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=64, blank=True, help_text="Why it failed: an error code.")
@@ -299,7 +307,8 @@ class SwapExecution(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(from_amount__gt=0), name="orders_swap_from_positive"),
         ]
-        indexes = [models.Index(fields=["status", "id"], name="orders_swap_status_id")]
+        # The pending swaps of one market, oldest first (orders.swap reads them by name).
+        indexes = [models.Index(fields=["status", "market", "id"], name="orders_swap_status_market_id")]
 
     def __str__(self) -> str:
         return f"swap:{self.pk}"

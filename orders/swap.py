@@ -14,6 +14,10 @@ self-trade prevention would cancel them rather than fill), with the user's taker
 The first leg is sized on its lot (``from_amount`` is what is actually spent), the next
 leg spends what the first one gives. A quote lives ``SWAP_QUOTE_TTL_SECONDS`` (10).
 
+A swap never touches the user's other orders: a route whose leg would reach one of them
+(a resting order of the user at or better than the last price level the leg takes from)
+is refused with ``swap_own_orders`` (409) when quoted, when executed and in the matcher.
+
 **Execution request** (``swap_execute``). Checks the quote (the owner's, open, not
 expired), turns the slippage bound into ``min_to_amount``, prices the route again and
 refuses at once what the stored book cannot give; then, in one transaction, marks the
@@ -21,10 +25,13 @@ quote executed, stores a ``SwapExecution`` ``pending`` and holds ``from_amount``
 
 **Execution** (``swaps_execute``, called by ``orders.matcher.matchers_run`` after each
 round). A single writer owns each book, so the legs are executed where the books live:
-by the matcher process that owns every market of the route. In one step it
+by the matcher process that owns every market of the route. It reads the pending swaps
+of each of its markets (``SwapExecution.market``, the route's first market) on their own,
+so swaps waiting for another process never hold back its own. In one step it
 
-1. checks on the in-memory books, without changing them (``depth``), that every leg
-   fills completely and the result reaches ``min_to_amount``;
+1. checks that the user is not frozen (``account_frozen``), and on the in-memory books,
+   without changing them (``depth``), that every leg fills completely without reaching
+   the user's own orders and the result reaches ``min_to_amount``;
 2. then, in ONE transaction: creates each leg as a market IOC order, applies it to its
    book and writes its outcome (``MarketMatcher.apply_in_transaction``: trades, order
    rows, ledger postings, the fenced ``MatcherState``), holds the first leg's proceeds for
@@ -44,7 +51,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, localcontext
@@ -84,11 +91,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 10
 EXECUTE_BATCH = 100
 _RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-# The pending swaps, oldest first, read through their index (see kootabase.db.sql_using_index)
-# by a statement compiled once: every matcher round polls it.
+# The ids of one market's pending swaps, oldest first, read from their index alone (see
+# kootabase.db.sql_using_index) by a statement compiled once: every matcher round polls it
+# for each market the process runs.
 _PENDING_SWAPS = Statement(
-    lambda: SwapExecution.objects.filter(status=SwapExecution.Status.PENDING).order_by("pk")[:EXECUTE_BATCH],
-    index="orders_swap_status_id",
+    lambda market_id: (
+        SwapExecution.objects.filter(status=SwapExecution.Status.PENDING, market_id=market_id)
+        .order_by("pk")
+        .values_list("pk")
+    )[:EXECUTE_BATCH],
+    index="orders_swap_status_market_id",
+    market_id=SwapExecution._meta.get_field("market"),
 )
 
 
@@ -106,6 +119,7 @@ class _Walk:
     lots: int
     units: int  # notional in quote units
     complete: bool
+    last_price: int  # the last level it takes from, in ticks; 0 when it takes nothing
 
 
 def _walk(levels: Levels, *, lots: int = 0, budget: int = 0) -> _Walk:
@@ -113,24 +127,25 @@ def _walk(levels: Levels, *, lots: int = 0, budget: int = 0) -> _Walk:
     quote units (a buy by amount) takes from ``levels``, exactly as the engine matches it:
     complete when the quantity is filled or the budget no longer covers a lot at the next
     maker's price; incomplete when the book runs out first."""
-    taken = units = 0
+    taken = units = last = 0
     for price, available in levels:
         if available <= 0:
             continue
         if budget:
             affordable = (budget - units) // price
             if affordable == 0:
-                return _Walk(taken, units, taken > 0)
+                return _Walk(taken, units, taken > 0, last)
             take = min(available, affordable)
         else:
             take = min(available, lots - taken)
         taken += take
         units += take * price
+        last = price
         if budget and (take < available or units == budget):
-            return _Walk(taken, units, True)
+            return _Walk(taken, units, True, last)
         if not budget and taken == lots:
-            return _Walk(taken, units, True)
-    return _Walk(taken, units, False)
+            return _Walk(taken, units, True, last)
+    return _Walk(taken, units, False, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +172,7 @@ class LegFill:
     notional: Decimal
     received: Decimal
     complete: bool
+    last_price: int  # ticks of the last price level the leg takes from
 
 
 def _leg_size(leg: Leg, amount: Decimal, taker_rate: Decimal) -> tuple[int, int]:
@@ -182,8 +198,10 @@ def _leg_fill(leg: Leg, amount: Decimal, taker_rate: Decimal, levels: Levels) ->
     with localcontext(MONEY):
         if leg.side == Side.SELL:
             quantity = spec.lots_to_qty(lots)
-            return LegFill(leg, quantity, None, quantity, notional, notional - fee, walk.complete)
-        return LegFill(leg, None, amount, notional + fee, notional, spec.lots_to_qty(walk.lots), walk.complete)
+            return LegFill(leg, quantity, None, quantity, notional, notional - fee, walk.complete, walk.last_price)
+        return LegFill(
+            leg, None, amount, notional + fee, notional, spec.lots_to_qty(walk.lots), walk.complete, walk.last_price
+        )
 
 
 def _route_fill(legs: Sequence[Leg], amount: Decimal, rates: Sequence[Decimal], levels_of: Any) -> list[LegFill]:
@@ -220,6 +238,28 @@ def _check_fills(legs: Sequence[Leg], fills: Sequence[LegFill]) -> Decimal:
                 details={"market": market.symbol, "min_notional": str(market.min_notional)},
             )
     return fills[-1].received
+
+
+def _check_own_orders(fills: Sequence[LegFill], own_of: Callable[[Leg], Mapping[int, int]]) -> None:
+    """``swap_own_orders`` (409) when a leg would reach the user's own resting orders
+    (``own_of``: their levels on the side the leg takes): one at or better than the last
+    price level the leg takes from. Self-trade prevention would cancel them, and a swap
+    never touches the user's other orders."""
+    for fill in fills:
+        leg = fill.leg
+        buying = leg.side == Side.BUY  # takes asks: those at or below the last price are met
+        in_the_way = [p for p in own_of(leg) if (p <= fill.last_price if buying else p >= fill.last_price)]
+        if in_the_way:
+            symbol = leg.market.symbol
+            own_side = Side.SELL if buying else Side.BUY
+            price = leg.spec.ticks_to_price(fill.last_price).normalize()
+            raise Conflict(
+                "swap_own_orders",
+                f"This swap would reach your own {own_side} orders on {symbol} (at {price:f} or "
+                f"{'lower' if buying else 'higher'}); a swap never trades with or cancels your orders: "
+                "cancel them first.",
+                details={"market": symbol, "side": own_side},
+            )
 
 
 def _stored_levels(leg: Leg, user: User) -> list[tuple[int, int]]:
@@ -285,6 +325,7 @@ def _price(user: User, routes: list[list[Leg]], amount: Decimal) -> tuple[list[L
         try:
             fills = _route_fill(legs, amount, rates, lambda leg: _stored_levels(leg, user))
             received = _check_fills(legs, fills)
+            _check_own_orders(fills, lambda leg: _own_levels(leg, user.pk))
         except ServiceError as exc:
             error = error if error is not None and error.code == "swap_amount_too_small" else exc
             continue
@@ -304,7 +345,7 @@ def swap_quote_create(*, user: User, from_code: str, to_code: str, amount: Decim
 
     Errors: ``unknown_currency``, ``currency_disabled``, ``swap_same_currency``,
     ``amount_*``, ``swap_no_route``, ``swap_amount_too_small``,
-    ``swap_insufficient_liquidity`` (409)."""
+    ``swap_insufficient_liquidity`` (409), ``swap_own_orders`` (409)."""
     source = currency_get_enabled(code=from_code, purpose="trading")
     target = currency_get_enabled(code=to_code, purpose="trading")
     if source.pk == target.pk:
@@ -357,12 +398,12 @@ def swap_execute(*, user: User, quote_id: uuid.UUID | str, slippage: Decimal) ->
     than its ``to_amount``: hold ``from_amount`` and leave the swap ``pending`` for the
     matcher, which executes it all at once or fails it and releases the hold.
 
-    Errors: ``swap_quote_not_found`` (404, also for another user's quote),
-    ``swap_quote_used``, ``swap_quote_expired``, ``slippage_invalid``,
+    Errors: ``account_frozen`` (403), ``swap_quote_not_found`` (404, also for another
+    user's quote), ``swap_quote_used``, ``swap_quote_expired``, ``slippage_invalid``,
     ``market_halted``/``market_cancel_only``, ``swap_route_unavailable``,
-    ``swap_insufficient_liquidity``, ``swap_slippage_exceeded`` (409 when the stored book
-    already gives less than the bound), ``insufficient_funds``. Nothing is held or
-    stored when it refuses."""
+    ``swap_insufficient_liquidity``, ``swap_own_orders``, ``swap_slippage_exceeded`` (409
+    when the stored book already gives less than the bound), ``insufficient_funds``.
+    Nothing is held or stored when it refuses."""
     user_check_not_frozen(user=user)
     try:
         quote = SwapQuote.objects.select_related("from_currency", "to_currency").get(pk=quote_id, user=user)
@@ -406,6 +447,7 @@ def swap_execute(*, user: User, quote_id: uuid.UUID | str, slippage: Decimal) ->
             from_amount=quote.from_amount,
             min_to_amount=minimum,
             route=quote.route,
+            market=legs[0].market,  # its matcher executes the swap
             deadline=timezone.now() + quote_ttl(),
         )
         funds_hold(
@@ -523,18 +565,22 @@ class _Plan:
 
 
 def _swap_check(swap: SwapExecution, by_symbol: Mapping[str, MarketMatcher]) -> _Plan:
-    """Step 1: on the in-memory books, without changing them, every leg must fill
-    completely and the result reach ``min_to_amount``; ``SwapAbort`` otherwise."""
+    """Step 1: the user not frozen since the request; on the in-memory books, without
+    changing them, every leg must fill completely without reaching the user's own orders
+    and the result reach ``min_to_amount``; ``SwapAbort`` otherwise."""
     try:
+        user_check_not_frozen(user=swap.user)  # account_frozen
         legs = _route_legs(swap.route)  # market_halted, market_cancel_only
         rates = [fee_rates_for(user=swap.user, market=leg.market) for leg in legs]
+        own = {leg: _own_levels(leg, swap.user_id) for leg in legs}
 
         def levels_of(leg: Leg) -> Iterator[tuple[int, int]]:
             resting_side = BUY if leg.side == Side.SELL else SELL
-            return _book_levels(by_symbol[leg.market.symbol], resting_side, _own_levels(leg, swap.user_id))
+            return _book_levels(by_symbol[leg.market.symbol], resting_side, own[leg])
 
         fills = _route_fill(legs, swap.from_amount, [r.taker for r in rates], levels_of)
         received = _check_fills(legs, fills)
+        _check_own_orders(fills, own.__getitem__)
     except ServiceError as exc:
         raise SwapAbort(exc.code, exc.message) from None
     if received < swap.min_to_amount:
@@ -578,24 +624,34 @@ def _swap_apply(swap: SwapExecution, plan: _Plan, by_symbol: Mapping[str, Market
         )
 
 
+def _pending_swaps(matchers: Sequence[MarketMatcher]) -> list[SwapExecution]:
+    """The oldest ``EXECUTE_BATCH`` pending swaps whose first market one of ``matchers``
+    runs, oldest first: each market's are read on their own, so the swaps of markets run
+    elsewhere (perhaps by a process that is down) never stand in the way."""
+    ids = sorted(
+        pk
+        for matcher in matchers
+        if matcher.market is not None
+        for (pk,) in _PENDING_SWAPS.rows(market_id=matcher.market.pk)
+    )[:EXECUTE_BATCH]
+    if not ids:
+        return []
+    return list(
+        SwapExecution.objects.filter(pk__in=ids, status=SwapExecution.Status.PENDING)
+        .select_related("user", "from_currency")
+        .order_by("pk")
+    )
+
+
 def swaps_execute(*, matchers: Sequence[MarketMatcher]) -> int:
-    """Execute or fail the pending swaps whose first market this process owns; returns
+    """Execute or fail the pending swaps whose first market this process runs; returns
     how many it finished. Called by ``matchers_run`` between rounds."""
     from orders.matcher import FencingError
 
     by_symbol = {m.symbol: m for m in matchers}
-    pending = _PENDING_SWAPS.objects()
-    if pending:
-        pending = list(
-            SwapExecution.objects.filter(pk__in=[s.pk for s in pending], status=SwapExecution.Status.PENDING)
-            .select_related("user", "from_currency")
-            .order_by("pk")
-        )
     done = 0
-    for swap in pending:
+    for swap in _pending_swaps(matchers):
         symbols = [step["market"] for step in swap.route]
-        if symbols[0] not in by_symbol:
-            continue  # the owner of the first market decides
         if not all(s in by_symbol for s in symbols):
             done += _swap_fail(swap, "swap_route_unavailable")
             continue

@@ -4,16 +4,20 @@ amounts are worked out here from the book's prices, the lots and the fee rate.""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.services import user_freeze
 from orders.matcher import MarketMatcher, matchers_run
 from orders.models import Order, SwapExecution, SwapQuote, Trade
+from orders.swap import EXECUTE_BATCH, swap_execute, swap_quote_create
 from orders.tests.conftest import balance
 from orders.tests.test_matching import assert_audit_ok, place
 from wallets.models import AccountKind, Currency, JournalEntry
@@ -267,3 +271,104 @@ def test_slippage_already_exceeded_is_refused_at_once(alice_client, carol_client
         response = alice_client.post("/api/v1/swap", {"quote_id": body["id"], "slippage": "0"})
     assert (response.status_code, response.json()["code"]) == (409, "swap_slippage_exceeded")
     assert not SwapExecution.objects.exists()
+
+
+# --- The user's own orders: a swap never trades with or cancels them --------------------------
+
+
+@pytest.mark.parametrize(
+    ("market", "side", "price", "refused"),
+    [
+        ("ETH-USDT", "sell", "1990", True),  # better than every ask leg 2 takes
+        ("ETH-USDT", "sell", "2010", True),  # at the last level leg 2 takes from
+        ("ETH-USDT", "sell", "2020", False),  # beyond it
+        ("BTC-USDT", "buy", "60000", True),  # at the bid leg 1 sells into
+        ("BTC-USDT", "buy", "59000", False),
+    ],
+)
+def test_own_orders_in_the_way_refuse_the_quote(alice_client, book, unchanged, market, side, price, refused):
+    """BTC -> ETH 0.3 sells into Bob's bid at 60000, then buys ETH at 2000 and 2010."""
+    mine = place(alice_client, market=market, side=side, price=price, quantity="0.01")
+    run_matchers(rounds=1)
+    if refused:
+        with unchanged():
+            response = quote(alice_client)
+        assert (response.status_code, response.json()["code"]) == (409, "swap_own_orders"), response.json()
+        assert response.json()["details"]["market"] == market
+        assert not SwapQuote.objects.exists()
+        return
+    body = quote(alice_client).json()
+    swap = alice_client.post("/api/v1/swap", {"quote_id": body["id"]}).json()
+    run_matchers(rounds=1)
+    assert SwapExecution.objects.get(pk=swap["id"]).status == "completed"
+    own = Order.objects.get(pk=mine["id"])
+    assert (own.status, own.filled_quantity, own.hold_left) == ("open", 0, own.hold_amount)
+    assert_audit_ok()
+
+
+def test_own_order_in_the_way_refuses_the_execution_request(alice_client, book, unchanged):
+    body = quote(alice_client).json()
+    place(alice_client, side="sell", price="2000", quantity="1")  # after the quote
+    run_matchers(rounds=1)
+    with unchanged():
+        response = alice_client.post("/api/v1/swap", {"quote_id": body["id"]})
+    assert (response.status_code, response.json()["code"]) == (409, "swap_own_orders"), response.json()
+    assert response.json()["details"]["market"] == "ETH-USDT"
+    assert not SwapExecution.objects.exists()
+
+
+def test_own_order_in_the_way_fails_the_pending_swap(alice_client, alice, btc, eth, book):
+    body = quote(alice_client).json()
+    swap = alice_client.post("/api/v1/swap", {"quote_id": body["id"]}).json()
+    mine = place(alice_client, side="sell", price="1990", quantity="1")  # after the request
+    run_matchers(rounds=1)  # the ask rests first, then the swap is checked
+    done = SwapExecution.objects.get(pk=swap["id"])
+    assert (done.status, done.reason, done.order_ids) == ("failed", "swap_own_orders", [])
+    assert not Trade.objects.exists()
+    own = Order.objects.get(pk=mine["id"])
+    assert (own.status, own.filled_quantity, own.hold_left) == ("open", 0, 1)
+    assert (balance(alice, btc), balance(alice, btc, AccountKind.LOCKED)) == (1, 0)
+    assert balance(alice, eth, AccountKind.LOCKED) == 1
+    assert_audit_ok()
+
+
+# --- Pending swaps are read per market; a freeze stops them -------------------------------------
+
+
+def test_pending_swaps_of_a_market_run_elsewhere_do_not_hold_back_this_process(alice, carol_client, book):
+    """More than a round's batch of swaps wait for BTC-USDT's process (down); the ETH-USDT
+    process still executes its own, newer swap."""
+    for _ in range(EXECUTE_BATCH + 1):
+        waiting = swap_quote_create(user=alice, from_code="BTC", to_code="USDT", amount=Decimal("0.001"))
+        swap_execute(user=alice, quote_id=waiting.pk, slippage=Decimal("0.01"))
+    body = quote(carol_client, from_currency="USDT", to_currency="ETH", amount="100").json()
+    swap = carol_client.post("/api/v1/swap", {"quote_id": body["id"]}).json()
+    run_matchers(symbols=["ETH-USDT"], rounds=1)
+    done = SwapExecution.objects.select_related("market").get(pk=swap["id"])
+    assert (done.status, done.market.symbol) == ("completed", "ETH-USDT"), done.reason
+    others = SwapExecution.objects.exclude(pk=done.pk)
+    assert set(others.values_list("status", "market__symbol")) == {("pending", "BTC-USDT")}
+    assert others.count() == EXECUTE_BATCH + 1
+    assert_audit_ok()
+
+
+def test_migration_fills_the_market_of_existing_swaps(alice_client, book):
+    swap = alice_client.post("/api/v1/swap", {"quote_id": quote(alice_client).json()["id"]}).json()
+    SwapExecution.objects.update(market=None)
+    migration = importlib.import_module("orders.migrations.0006_swapexecution_market")
+    migration.fill_market(apps, None)
+    assert SwapExecution.objects.get(pk=swap["id"]).market.symbol == "BTC-USDT"
+
+
+@pytest.mark.parametrize("cancel_orders", [True, False])
+def test_freeze_fails_a_pending_swap(alice_client, alice, btc, book, cancel_orders):
+    body = quote(alice_client).json()
+    swap = alice_client.post("/api/v1/swap", {"quote_id": body["id"]}).json()
+    user_freeze(user=alice, actor=None, reason="fraud", cancel_orders=cancel_orders)
+    run_matchers(rounds=1)
+    done = SwapExecution.objects.get(pk=swap["id"])
+    assert (done.status, done.reason, done.order_ids) == ("failed", "account_frozen", [])
+    assert not Trade.objects.exists()
+    assert (balance(alice, btc), balance(alice, btc, AccountKind.LOCKED)) == (1, 0)
+    assert SwapQuote.objects.get().status == "failed"
+    assert_audit_ok()

@@ -28,6 +28,7 @@ from django.db import models
 from django.db.models import Q
 
 from kootabase.db import model_from_db
+from kootabase.fields import CaseSensitiveCharField
 from wallets.models import Currency, MoneyField
 
 
@@ -121,7 +122,7 @@ LIVE_STATUSES = (OrderStatus.PENDING, OrderStatus.UNTRIGGERED, OrderStatus.OPEN,
 
 class Order(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
-    client_order_id = models.CharField(max_length=64)
+    client_order_id = CaseSensitiveCharField(max_length=64)
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
     side = models.CharField(max_length=4, choices=Side.choices)
     type = models.CharField(max_length=16, choices=OrderType.choices)

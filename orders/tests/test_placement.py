@@ -123,6 +123,17 @@ def test_a_refused_order_leaves_its_client_order_id_free(alice_client, alice, us
     assert Order.objects.get().client_order_id == "again"
 
 
+def test_client_order_ids_differing_in_case_are_two_orders(alice_client, alice, usdt):
+    """On every backend, MariaDB's case-blind default collations included."""
+    lower = alice_client.post(URL, limit(client_order_id="abc"))
+    upper = alice_client.post(URL, limit(client_order_id="ABC"))
+    assert (lower.status_code, upper.status_code) == (201, 201), upper.json()
+    assert lower.json()["id"] != upper.json()["id"]
+    again = alice_client.post(URL, limit(client_order_id="ABC"))
+    assert (again.status_code, again.json()["id"]) == (200, upper.json()["id"])
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("6012")
+
+
 def test_client_order_ids_are_per_user(alice_client, bob_client):
     assert alice_client.post(URL, limit(client_order_id="x")).status_code == 201
     assert bob_client.post(URL, limit(client_order_id="x")).status_code == 201

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import pagination
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model, QuerySet
+from rest_framework import exceptions, pagination
 from rest_framework.request import Request
-from rest_framework.serializers import Serializer
+from rest_framework.serializers import ErrorDetail, Serializer
+from rest_framework.views import APIView
 
 
 class CursorPagination(pagination.CursorPagination):
@@ -15,6 +18,25 @@ class CursorPagination(pagination.CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 500
+    invalid_cursor_message = "Invalid cursor: follow a page's next or previous link."
+
+    def paginate_queryset(self, queryset: QuerySet, request: Request, view: APIView | None = None) -> list[Any]:
+        self.model: type[Model] = queryset.model  # the position of a cursor is one of its values
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
+        """The cursor of the request, if any: one this API did not write is a 400
+        ``cursor_invalid`` (DRF answers 404, and lets a position of the wrong type reach the
+        database)."""
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                field = self.model._meta.get_field(self.ordering[0].lstrip("-"))
+                field.clean(cursor.position, None)
+        except (exceptions.NotFound, DjangoValidationError):
+            detail = ErrorDetail(self.invalid_cursor_message, code="cursor_invalid")
+            raise exceptions.ValidationError({self.cursor_query_param: [detail]}) from None
+        return cursor
 
 
 PAGINATION_PARAMS = (CursorPagination.cursor_query_param, CursorPagination.page_size_query_param)

@@ -14,7 +14,10 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from kootabase.api.serializers import ErrorSerializer, InputSerializer
-from orders.models import Order, OrderType, Side, TimeInForce, Trade
+from kootabase.errors import ServiceError
+from orders.models import Market, Order, OrderType, Side, TimeInForce, Trade
+from orders.selectors import STATUS_FILTERS
+from orders.services import market_get
 from wallets.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 
 
@@ -251,6 +254,37 @@ class BatchOutput(serializers.Serializer):
 
 class CancelAllOutput(serializers.Serializer):
     cancel_requested = serializers.ListField(child=serializers.IntegerField(), help_text="Ids of the orders.")
+
+
+class FilterChoiceField(serializers.ChoiceField):
+    """A filter's choice: any other value, empty too, is ``<field>_invalid`` (``side_invalid``)."""
+
+    default_error_messages = {"invalid": '"{input}" is not one of: {choices}.'}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if str(data) not in self.choice_strings_to_values:
+            self.fail("invalid", input=data, choices=", ".join(self.choice_strings_to_values))
+        return super().to_internal_value(data)
+
+
+class MarketQuery(InputSerializer):
+    """The ``market`` filter of the caller's orders and trades. Absent: every market; empty or
+    blank: ``market_blank``; unknown: ``unknown_market``."""
+
+    market = serializers.CharField(required=False, max_length=32, help_text="A market symbol, e.g. ETH-USDT.")
+
+    def validate_market(self, symbol: str) -> Market:
+        try:
+            return market_get(symbol=symbol)
+        except ServiceError as exc:  # unknown_market: an error of the field, as the others are
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+
+
+class OrderListQuery(MarketQuery):
+    status = FilterChoiceField(
+        choices=STATUS_FILTERS, required=False, help_text="open (live orders), history (final ones) or one status."
+    )
+    side = FilterChoiceField(choices=Side.choices, required=False)
 
 
 class TradeSerializer(serializers.ModelSerializer):

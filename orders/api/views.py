@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from accounts.models import ApiKeyScope
 from kootabase.api.errors import exception_handler
+from kootabase.api.pagination import list_filters
 from kootabase.api.serializers import ErrorSerializer
 from kootabase.errors import ServiceError
 from orders import positions, selectors, services, swap
@@ -21,7 +22,6 @@ from orders.group_placement import order_place_grouped
 from orders.models import Order, Trade
 
 ERRORS = dict.fromkeys((400, 401, 409), ErrorSerializer)
-MARKET = OpenApiParameter("market", OpenApiTypes.STR, description="A market symbol, e.g. ETH-USDT.")
 
 
 class OrdersView(generics.ListAPIView):
@@ -31,24 +31,10 @@ class OrdersView(generics.ListAPIView):
     api_key_scopes = {"GET": ApiKeyScope.READ, "POST": ApiKeyScope.TRADE, "DELETE": ApiKeyScope.TRADE}
 
     def get_queryset(self) -> QuerySet[Order]:
-        params = self.request.query_params
-        return selectors.orders_of_user(
-            user=self.request.user,
-            market=params.get("market"),
-            status=params.get("status"),
-            side=params.get("side"),
-        )
+        return selectors.orders_of_user(user=self.request.user, **list_filters(self.request, s.OrderListQuery))
 
     @extend_schema(
-        tags=["orders"],
-        parameters=[
-            MARKET,
-            OpenApiParameter(
-                "status", OpenApiTypes.STR, description="open (live orders), history (final ones) or one status."
-            ),
-            OpenApiParameter("side", OpenApiTypes.STR, enum=["buy", "sell"]),
-        ],
-        responses={200: s.OrderSerializer(many=True), **ERRORS},
+        tags=["orders"], parameters=[s.OrderListQuery], responses={200: s.OrderSerializer(many=True), **ERRORS}
     )
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().get(request, *args, **kwargs)
@@ -70,14 +56,16 @@ class OrdersView(generics.ListAPIView):
 
     @extend_schema(
         tags=["orders"],
-        parameters=[MARKET],
+        parameters=[s.MarketQuery],
         request=None,
         responses={202: s.CancelAllOutput, **ERRORS},
         operation_id="orders_cancel_all",
-        description="Cancel all of the caller's live orders (in one market when given).",
+        description="Cancel all of the caller's live orders (in one market when given; an empty market is "
+        "refused, never read as every market).",
     )
     def delete(self, request: Request) -> Response:
-        ids = services.orders_cancel_all(user=request.user, market_symbol=request.query_params.get("market"))
+        market = list_filters(request, s.MarketQuery).get("market")
+        ids = services.orders_cancel_all(user=request.user, market_symbol=None if market is None else market.symbol)
         return Response({"cancel_requested": ids}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -154,9 +142,9 @@ class TradesView(generics.ListAPIView):
     serializer_class = s.TradeSerializer
 
     def get_queryset(self) -> QuerySet[Trade]:
-        return selectors.trades_of_user(user=self.request.user, market=self.request.query_params.get("market"))
+        return selectors.trades_of_user(user=self.request.user, **list_filters(self.request, s.MarketQuery))
 
-    @extend_schema(tags=["orders"], parameters=[MARKET], responses={200: s.TradeSerializer(many=True), **ERRORS})
+    @extend_schema(tags=["orders"], parameters=[s.MarketQuery], responses={200: s.TradeSerializer(many=True), **ERRORS})
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().get(request, *args, **kwargs)
 

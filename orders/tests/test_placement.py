@@ -234,6 +234,15 @@ def test_batch_places_each_order_on_its_own(alice_client, alice, usdt, unchanged
     assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("3006")
 
 
+def test_a_batch_item_that_is_not_an_order_is_refused_alone(alice_client, alice, usdt):
+    response = alice_client.post(URL + "/batch", {"orders": [limit(client_order_id="b1"), "x", None, 5, [1]]})
+    assert response.status_code == 200, response.json()
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 400, 400, 400]
+    assert [r["error"]["code"] for r in results[1:]] == ["body_invalid", "body_null", "body_invalid", "body_invalid"]
+    assert Order.objects.count() == 1
+
+
 def test_batch_is_limited_to_fifty(alice_client, unchanged):
     with unchanged():
         response = alice_client.post(URL + "/batch", {"orders": [limit()] * 51})

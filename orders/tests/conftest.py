@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -99,3 +100,26 @@ def unchanged():
 def _private_var_dir(settings, tmp_path):
     """Matcher lock files of the tests live apart from a running development instance."""
     settings.VAR_DIR = tmp_path
+
+
+def recorded_commands(symbol: str) -> tuple[Any, list[Any]]:
+    """The book a matcher of ``symbol`` rebuilds from the database, and every command the
+    orders table records (each order's placement, ``seq``, and its cancel in the book,
+    ``cancel_seq``), in sequence order: replayed from an empty book they must give the
+    stored trades and that same book."""
+    from matching.engine import Cancel
+    from orders.matcher import MarketMatcher
+
+    matcher = MarketMatcher(symbol=symbol)
+    matcher.start()
+    try:
+        rebuilt = matcher.book.state()
+        commands = []
+        for order in Order.objects.filter(market__symbol=symbol).exclude(seq=None):
+            commands.append(matcher._command(order, order.seq))
+            if order.cancel_seq is not None:
+                commands.append(Cancel(order.cancel_seq, order.pk))
+    finally:
+        matcher.stop()
+    commands.sort(key=lambda command: command.seq)
+    return rebuilt, commands

@@ -26,10 +26,10 @@ import pytest
 from django.db import connection, connections
 
 from kootabase.errors import ServiceError
-from matching.engine import Cancel, OrderBook
-from orders.matcher import MarketMatcher
+from matching.engine import OrderBook
 from orders.models import MatcherState, Order, OrderStatus, Trade
 from orders.services import order_cancel, order_place
+from orders.tests.conftest import recorded_commands
 from wallets.models import AccountKind, Currency, LedgerAccount
 from wallets.services import ledger_audit_run
 from wallets.tests.factories import UserFactory, fund
@@ -209,20 +209,9 @@ def test_sigkilled_matcher_loses_nothing_and_fills_nothing_twice(markets, tmp_pa
     assert ledger_audit_run(store=False).ok
 
     # The book rebuilt from the database equals a replay of every recorded command.
-    rebuilt_matcher = MarketMatcher(symbol=SYMBOL)
-    rebuilt_matcher.start()
-    try:
-        rebuilt = rebuilt_matcher.book.state()
-        commands = []
-        for order in Order.objects.filter(market__symbol=SYMBOL).exclude(seq=None):
-            commands.append(rebuilt_matcher._command(order, order.seq))
-            if order.cancel_seq is not None:
-                commands.append(Cancel(order.cancel_seq, order.pk))
-        commands.sort(key=lambda command: command.seq)
-        assert [c.seq for c in commands] == list(range(1, len(commands) + 1)), "every sequence number is recorded"
-        replay = OrderBook()
-        for command in commands:
-            replay.apply(command)
-        assert replay.state() == rebuilt
-    finally:
-        rebuilt_matcher.stop()
+    rebuilt, commands = recorded_commands(SYMBOL)
+    assert [c.seq for c in commands] == list(range(1, len(commands) + 1)), "every sequence number is recorded"
+    replay = OrderBook()
+    for command in commands:
+        replay.apply(command)
+    assert replay.state() == rebuilt

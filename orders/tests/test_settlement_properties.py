@@ -28,11 +28,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import pytest
 from django.contrib.auth.models import Group
 
-from matching.engine import Cancel, EventKind, PyOrderBook
+from matching.engine import EventKind, PyOrderBook
 from orders.matcher import MarketMatcher
 from orders.models import FeeTier, Market, Order, OrderStatus, Trade
 from orders.pricing import market_spec
-from orders.tests.conftest import client_of, fees_balance, trader
+from orders.tests.conftest import client_of, fees_balance, recorded_commands, trader
 from orders.tests.test_matching import URL, place, run_matcher
 from wallets.models import AccountKind, LedgerAccount, LedgerLeg
 from wallets.services import ledger_audit_run
@@ -225,18 +225,7 @@ def replay_problems(market: Market) -> list[str]:
     matcher cancelled it in the book, its cancel (``cancel_seq``). Merged by sequence
     number and replayed through the pure engine from an empty book, they give exactly the
     stored trades and the book the matcher rebuilds."""
-    matcher = MarketMatcher(symbol=market.symbol)
-    matcher.start()
-    try:
-        rebuilt = matcher.book.state()
-        commands = []
-        for order in Order.objects.filter(market=market).exclude(seq=None):
-            commands.append(matcher._command(order, order.seq))
-            if order.cancel_seq is not None:
-                commands.append(Cancel(order.cancel_seq, order.pk))
-    finally:
-        matcher.stop()
-    commands.sort(key=lambda command: command.seq)
+    rebuilt, commands = recorded_commands(market.symbol)
     problems = []
     if [c.seq for c in commands] != list(range(1, len(commands) + 1)):
         problems.append("the recorded sequence numbers are not 1, 2, 3, ...")

@@ -594,6 +594,10 @@ def _swap_apply(swap: SwapExecution, plan: _Plan, by_symbol: Mapping[str, Market
     with transaction.atomic():
         if not SwapExecution.objects.select_for_update().filter(pk=swap.pk, status=SwapExecution.Status.PENDING):
             return
+        # The user's row, locked: a freeze (``accounts.services.user_freeze`` locks it too)
+        # either committed before and is seen here, or waits for this swap.
+        if User.objects.select_for_update().filter(pk=swap.user_id).values_list("frozen_at", flat=True).get():
+            raise SwapAbort("account_frozen", "the account was frozen before the swap executed")
         order_ids = []
         amount = swap.from_amount
         for index, (leg, rates) in enumerate(zip(plan.legs, plan.rates, strict=True)):

@@ -372,3 +372,26 @@ def test_freeze_fails_a_pending_swap(alice_client, alice, btc, book, cancel_orde
     assert (balance(alice, btc), balance(alice, btc, AccountKind.LOCKED)) == (1, 0)
     assert SwapQuote.objects.get().status == "failed"
     assert_audit_ok()
+
+
+def test_a_freeze_after_the_check_still_stops_the_swap(alice_client, alice, btc, book):
+    """The freeze commits between the matcher's check and its transaction: the transaction
+    locks the user's row and sees it."""
+    from orders.swap import SwapAbort, _swap_apply, _swap_check
+
+    alice_client.post("/api/v1/swap", {"quote_id": quote(alice_client).json()["id"]})
+    swap = SwapExecution.objects.select_related("user", "from_currency").get()
+    matchers = [MarketMatcher(symbol=symbol) for symbol in SYMBOLS]
+    for matcher in matchers:
+        matcher.start()
+    try:
+        by_symbol = {m.symbol: m for m in matchers}
+        plan = _swap_check(swap, by_symbol)  # the user is not frozen yet
+        user_freeze(user=alice, actor=None, reason="fraud")
+        with pytest.raises(SwapAbort) as refused:
+            _swap_apply(swap, plan, by_symbol)
+    finally:
+        for matcher in matchers:
+            matcher.stop()
+    assert refused.value.code == "account_frozen"
+    assert not Trade.objects.exists() and not Order.objects.filter(user=alice).exists()

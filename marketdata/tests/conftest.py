@@ -3,6 +3,7 @@ orders through the REST API and run the real matcher."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -66,6 +67,15 @@ def place(client: APIClient, market: str = "ETH-USDT", **fields) -> dict:
     response = client.post("/api/v1/orders", body, format="json")
     assert response.status_code == 201, response.json()
     return response.json()
+
+
+def early_in_a_minute(margin: float = 15.0) -> None:
+    """Wait for the next minute when fewer than ``margin`` seconds of this one are left.
+    The servers send the candle of the current minute, every half second: trades made in
+    a minute's last moments may never be sent in their minute's candle, so a test that
+    waits for them trades early in a minute."""
+    if (second := time.time() % 60) > 60 - margin:
+        time.sleep(60.2 - second)
 
 
 def drain(symbol: str = "ETH-USDT") -> int:

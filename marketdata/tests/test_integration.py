@@ -22,7 +22,7 @@ from django.db import connection
 from websockets.sync.client import ClientConnection, connect
 
 from accounts.services import tokens_issue
-from marketdata.tests.conftest import D, drain
+from marketdata.tests.conftest import D, drain, early_in_a_minute
 from orders.models import Trade
 
 pytestmark = [pytest.mark.redis, pytest.mark.mariadb, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -180,11 +180,7 @@ def test_orders_through_rest_reach_the_sockets_of_every_server(servers, alice, b
         snapshot = client.until(lambda f: f.get("op") == "snapshot" and f["channel"] == "depth.ETH-USDT")
         books[name] = Book(snapshot["data"])
 
-    # The servers send the candle of the current minute, every half second: trades made in
-    # the last seconds of a minute may never be sent in their minute's candle. Trade early
-    # in a minute.
-    if (second := time.time() % 60) > 45:
-        time.sleep(60.2 - second)
+    early_in_a_minute()
     sells = [order(one, alice_token, "sell", p, q) for p, q in (("2001", "1"), ("2002", "2"), ("2003", "1"))]
     buys = [order(one, alice_token, "buy", p, q) for p, q in (("1999", "1"), ("1998", "2"))]
     drain()

@@ -35,7 +35,7 @@ from django.db.models import Q
 from accounts.models import User
 from kootabase.errors import ServiceError
 from orders.models import Market, Order, OrderType, Side, Trade
-from orders.services import market_get, order_place
+from orders.services import market_get, market_reference_price, order_place
 from wallets.models import MONEY, AccountKind, Currency, LedgerAccount
 from wallets.selectors import currency_get
 
@@ -177,7 +177,8 @@ def position_close(*, user: User, asset_code: str, quote_code: str | None = None
     """Sell the user's free (available) ``asset`` into ``quote`` with a market order, the
     quantity rounded down to the market's lot, through ``order_place`` (hold, pending, the
     matcher). ``unknown_currency``, ``unknown_market``, or ``nothing_to_close`` when less
-    than one lot (or less than the minimum notional at the last price) is free."""
+    than one lot (or less than the minimum notional at the last price, or before the
+    market's first trade at the best bid) is free."""
     quote = quote_currency_get(code=quote_code)
     asset = currency_get(code=asset_code)
     if asset is None:
@@ -188,8 +189,8 @@ def position_close(*, user: User, asset_code: str, quote_code: str | None = None
     lots = int(Fraction(free) / Fraction(market.lot_size))
     with localcontext(MONEY):
         quantity = market.lot_size * lots
-        last_price = Trade.objects.filter(market=market).order_by("-trade_no").values_list("price", flat=True).first()
-        too_small = lots < 1 or (last_price is not None and last_price * quantity < market.min_notional)
+        price = market_reference_price(market=market, side=Side.SELL)
+        too_small = lots < 1 or (price is not None and price * quantity < market.min_notional)
     if too_small:
         raise ServiceError(
             "nothing_to_close",

@@ -90,6 +90,22 @@ def _last_price(market: Market) -> Decimal | None:
     return Trade.objects.filter(market=market).order_by("-trade_no").values_list("price", flat=True).first()
 
 
+def _best_price_against(market: Market, side: str) -> Decimal | None:
+    """The best price resting against an order of ``side`` (the lowest ask for a buy, the
+    highest bid for a sell), from the stored book; None when that side is empty."""
+    resting = Order.objects.filter(
+        market=market, side=Side.SELL if side == Side.BUY else Side.BUY, status__in=_RESTING_STATUSES
+    )
+    return resting.order_by("price" if side == Side.BUY else "-price").values_list("price", flat=True).first()
+
+
+def market_reference_price(*, market: Market, side: str) -> Decimal | None:
+    """What an order of ``side`` without a price of its own is valued at: the last trade
+    price, or before the market's first trade the best price resting against it."""
+    last = _last_price(market)
+    return last if last is not None else _best_price_against(market, side)
+
+
 def _require(value: Any, code: str, message: str) -> None:
     if value is None:
         raise ServiceError(code, message)
@@ -104,6 +120,7 @@ def _forbid(value: Any, code: str, message: str) -> None:
 _SIDES = frozenset(Side.values)
 _TYPES = frozenset(OrderType.values)
 _TIMES_IN_FORCE = frozenset(TimeInForce.values)
+_RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 def _check(
@@ -181,6 +198,8 @@ def _check(
                 details={"last_price": str(last_price)},
             )
     reference_price = price if price is not None else (stop_price if is_stop else last_price)
+    if reference_price is None and not is_stop:  # a market order before the first trade
+        reference_price = _best_price_against(market, side)
     notional = quote_amount if quote_amount is not None else None
     if notional is None and reference_price is not None:
         with localcontext(MONEY):

@@ -10,6 +10,7 @@ from kootabase.errors import ServiceError
 from orders.models import Market, Order
 from orders.services import Placement, order_place_or_get, orders_place_many, place_request
 from orders.tests.conftest import balance, client_of
+from orders.tests.test_matching import run_matcher
 from wallets.models import AccountKind, Currency, JournalEntry
 from wallets.services import ledger_audit_run
 from wallets.tests.factories import UserFactory, fund
@@ -432,3 +433,16 @@ def test_many_orders_all_refused_change_nothing(alice, bob, unchanged):
             ]
         )
     assert [o.code for o in outcomes] == ["insufficient_funds", "insufficient_funds", "unknown_market"]
+
+
+def test_a_market_order_before_the_first_trade_is_valued_at_the_best_price_against_it(
+    alice_client, bob_client, alice, eth, unchanged
+):
+    """No trade yet: the minimum order value is checked at the best bid (for a sell)."""
+    assert bob_client.post(URL, limit(price="2000", quantity="1")).status_code == 201
+    run_matcher()  # the bid rests
+    with unchanged():
+        small = alice_client.post(URL, {"market": "ETH-USDT", "side": "sell", "type": "market", "quantity": "0.001"})
+    assert (small.status_code, small.json()["code"]) == (400, "below_min_notional")
+    enough = alice_client.post(URL, {"market": "ETH-USDT", "side": "sell", "type": "market", "quantity": "0.01"})
+    assert enough.status_code == 201, enough.json()

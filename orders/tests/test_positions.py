@@ -154,6 +154,16 @@ def test_close_below_the_minimum_notional(alice_client, bob_client, alice, bob, 
     assert (response.status_code, response.json()["code"]) == (400, "nothing_to_close")
 
 
+def test_close_below_the_minimum_notional_before_the_first_trade(alice_client, bob_client, alice, eth, unchanged):
+    place(bob_client, side="buy", price="2000", quantity="1")  # no trade yet: valued at the best bid
+    run_matcher()
+    fund(alice, eth, "0.004")
+    place(alice_client, side="sell", price="2500", quantity="100")
+    with unchanged():  # 0.004 ETH x 2000 = 8 USDT < 10
+        response = alice_client.post(URL + "/ETH/close")
+    assert (response.status_code, response.json()["code"]) == (400, "nothing_to_close")
+
+
 def test_close_bad_input(alice_client, unchanged):
     with unchanged():
         unknown_asset = alice_client.post(URL + "/NOPE/close")

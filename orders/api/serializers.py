@@ -266,6 +266,11 @@ class FilterChoiceField(serializers.ChoiceField):
         return super().to_internal_value(data)
 
 
+class NoInput(InputSerializer):
+    """The body of an endpoint that takes none: any field in it is refused (``unknown_field``)
+    rather than ignored."""
+
+
 class MarketQuery(InputSerializer):
     """The ``market`` filter of the caller's orders and trades. Absent: every market; empty or
     blank: ``market_blank``; unknown: ``unknown_market``."""

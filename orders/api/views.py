@@ -181,6 +181,7 @@ class PositionCloseView(generics.GenericAPIView):
         "(rounded down to the market's lot).",
     )
     def post(self, request: Request, asset: str) -> Response:
+        s.NoInput(data=request.data).is_valid(raise_exception=True)  # the quote is a query parameter
         order = positions.position_close(
             user=request.user, asset_code=asset, quote_code=request.query_params.get("quote")
         )

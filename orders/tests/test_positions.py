@@ -164,6 +164,14 @@ def test_close_below_the_minimum_notional_before_the_first_trade(alice_client, b
     assert (response.status_code, response.json()["code"]) == (400, "nothing_to_close")
 
 
+def test_close_refuses_a_body(alice_client, alice, eth, unchanged):
+    """The quote is a query parameter: a body is refused, never ignored."""
+    fund(alice, eth, "1")
+    with unchanged():
+        response = alice_client.post(URL + "/ETH/close", {"quote": "BTC"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "unknown_field")
+
+
 def test_close_bad_input(alice_client, unchanged):
     with unchanged():
         unknown_asset = alice_client.post(URL + "/NOPE/close")

@@ -385,7 +385,9 @@ class MarketMatcher:
                 worked = self.run_once()
             except FencingError:
                 raise
-            except Exception:  # noqa: BLE001 - logged in run_once; back off, rebuilt, retry
+            except Exception:  # retried on a new connection (the server may have gone)
+                logger.exception("matcher %s: round failed", self.symbol)
+                connections[DEFAULT_DB_ALIAS].close()
                 time.sleep(1.0)
                 continue
             if not worked:
@@ -737,7 +739,9 @@ def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> Non
                     worked += matcher.run_once()
                 except FencingError:
                     raise
-                except Exception:  # noqa: BLE001 - logged and rebuilt in run_once; retried next turn
+                except Exception:  # retried next turn, on a new connection (the server may have gone)
+                    logger.exception("matcher %s: round failed", matcher.symbol)
+                    connections[DEFAULT_DB_ALIAS].close()
                     time.sleep(1.0)
             try:
                 worked += swaps_execute(matchers=matchers)  # swaps whose markets are all run here

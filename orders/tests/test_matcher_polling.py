@@ -155,3 +155,40 @@ def test_an_idle_poll_is_one_statement_and_a_poll_reads_only_the_kinds_of_work_t
     cancel_reads = order_reads_of(cancelling)
     assert len(order_reads) == 1 and "cancel_requested" not in order_reads[0]  # the pending ones only
     assert len(cancel_reads) == 1 and "cancel_requested" in cancel_reads[0]  # the cancels only
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_the_matcher_goes_on_after_its_database_connection_is_lost(markets):
+    """A server restart, failover or network cut drops the matcher's connection: the round
+    that fails on it is logged and the next one runs on a new connection."""
+    import itertools
+
+    from django.db import connections
+
+    from orders.matcher import matchers_run
+    from orders.services import order_place
+
+    alice, bob = trader("alice@example.com"), trader("bob@example.com")
+    common = {"market_symbol": "ETH-USDT", "type": "limit", "price": Decimal(2000), "quantity": Decimal(1)}
+    sell, buy = order_place(user=alice, side="sell", **common), order_place(user=bob, side="buy", **common)
+    rounds = itertools.count()
+
+    def should_stop() -> bool:
+        turn = next(rounds)
+        if turn == 0:  # the matcher has started: its connection is dropped by the server
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID()")
+                (lost,) = cursor.fetchone()
+            side = connections.create_connection("default")
+            try:
+                with side.cursor() as cursor:
+                    cursor.execute(f"KILL {int(lost)}")
+            finally:
+                side.close()
+        return turn > 4
+
+    matchers_run(symbols=["ETH-USDT"], should_stop=should_stop)
+    connection.close()
+    statuses = set(Order.objects.filter(pk__in=[sell.pk, buy.pk]).values_list("status", flat=True))
+    assert statuses == {OrderStatus.FILLED}

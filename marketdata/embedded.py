@@ -33,6 +33,8 @@ from orders.models import Market
 
 logger = logging.getLogger(__name__)
 
+RESTART_DELAY = 5.0
+
 
 def embedded_matchers_enabled() -> bool:
     return not settings.REDIS_URL and os.environ.get("KOOTABASE_EMBEDDED_MATCHER", "1") != "0"
@@ -60,12 +62,25 @@ class EmbeddedMatchers:
         logger.info("embedded matchers started for %s", ", ".join(self.symbols))
 
     def _run(self, symbols: list[str]) -> None:
+        """Run the matchers until the web process stops. Another process holding a market
+        (``MatcherLockError``) or taking the last one over (``FencingError``) ends this
+        thread; anything else (the database not reachable at start, say) is logged and
+        the matchers are started again after ``RESTART_DELAY`` seconds."""
         try:
-            matchers_run(symbols=symbols, should_stop=self.stopping.is_set)
-        except MatcherLockError as exc:
-            logger.warning("embedded matcher not started: %s", exc)
-        except FencingError as exc:
-            logger.error("embedded matchers %s stopped: %s", ", ".join(symbols), exc)
+            while not self.stopping.is_set():
+                try:
+                    matchers_run(symbols=symbols, should_stop=self.stopping.is_set)
+                    return
+                except MatcherLockError as exc:
+                    logger.warning("embedded matcher not started: %s", exc)
+                    return
+                except FencingError as exc:
+                    logger.error("embedded matchers %s stopped: %s", ", ".join(symbols), exc)
+                    return
+                except Exception:
+                    logger.exception("embedded matchers failed; starting them again in %d s", RESTART_DELAY)
+                    connections.close_all()
+                    self.stopping.wait(RESTART_DELAY)
         finally:
             connections.close_all()
 

@@ -27,6 +27,7 @@ See docs/orders.md.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import hashlib
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
 from kootabase.db import exists_using_index, model_build, rows_insert, rows_update, writes_streamed
@@ -125,6 +126,14 @@ class MatcherLockError(RuntimeError):
 class FencingError(RuntimeError):
     """Another matcher started for this market since this one did: this one must stop."""
 
+    def __init__(self, message: str, *, symbol: str = "") -> None:
+        super().__init__(message)
+        self.symbol = symbol
+
+
+class LockLost(FencingError):
+    """The market's lock was lost (its connection closed) and another matcher holds it now."""
+
 
 class MarketStatusChanged(RuntimeError):
     """The market's status changed after the batch was worked out: it is rolled back."""
@@ -136,11 +145,16 @@ class MarketStatusChanged(RuntimeError):
 class MarketLock:
     """Exclusive ownership of one market by one process (see the module docstring)."""
 
+    #: The lock's connection runs a statement only at ``verify()``: the server must not close
+    #: it as idle (``wait_timeout``, 8 hours by default), which would free the lock.
+    IDLE_TIMEOUT = 365 * 24 * 3600
+
     def __init__(self, symbol: str, *, alias: str = DEFAULT_DB_ALIAS) -> None:
         self.symbol = symbol
         self.alias = alias
         self._file: BinaryIO | None = None
         self._connection: Any = None
+        self._held_on_server = False  # acquired with GET_LOCK: verify() checks it is still ours
 
     @property
     def name(self) -> str:
@@ -156,8 +170,34 @@ class MarketLock:
     def acquire(self) -> None:
         if connections[self.alias].vendor == "mysql":
             self._acquire_mysql()
+            self._held_on_server = True
         else:
             self._acquire_file()
+
+    def verify(self) -> None:
+        """Check that the lock is still this process's. A ``flock`` is held as long as the
+        process lives. A named lock is freed when its connection closes (a server restart,
+        a network cut, a ``KILL``): then it is taken again if it is free, and ``LockLost``
+        if another matcher holds it now. A server that cannot be reached raises its
+        ``DatabaseError``, and the next ``verify()`` tries again. Between the loss and this
+        check, fencing (``MatcherState.epoch``) keeps a second writer's batches out."""
+        if not self._held_on_server:
+            return
+        if self._connection is not None:
+            try:
+                with self._connection.cursor() as cursor:
+                    cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", [self.name])
+                    (mine,) = cursor.fetchone()
+                if mine == 1:
+                    return
+            except DatabaseError:
+                pass
+            logger.warning("matcher %s: lock %s lost with its connection; taking it again", self.symbol, self.name)
+            self._close_connection()
+        try:
+            self._acquire_mysql()
+        except MatcherLockError as exc:
+            raise LockLost(str(exc), symbol=self.symbol) from None
 
     def _acquire_file(self) -> None:
         handle = self.path.open("a+b")
@@ -173,15 +213,21 @@ class MarketLock:
 
     def _acquire_mysql(self) -> None:
         connection = connections.create_connection(self.alias)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [self.name])
-            (got,) = cursor.fetchone()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION wait_timeout = %s", [self.IDLE_TIMEOUT])
+                cursor.execute("SELECT GET_LOCK(%s, 0)", [self.name])
+                (got,) = cursor.fetchone()
+        except BaseException:
+            connection.close()
+            raise
         if got != 1:
             connection.close()
             raise MatcherLockError(f"a matcher for {self.symbol} is already running (lock {self.name})")
         self._connection = connection
 
     def release(self) -> None:
+        self._held_on_server = False
         if self._file is not None:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
@@ -190,9 +236,15 @@ class MarketLock:
             try:
                 with self._connection.cursor() as cursor:
                     cursor.execute("SELECT RELEASE_LOCK(%s)", [self.name])
+            except DatabaseError:  # the connection is gone, and the lock with it
+                logger.warning("matcher %s: the lock's connection was gone at release", self.symbol)
             finally:
-                self._connection.close()
-                self._connection = None
+                self._close_connection()
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        with contextlib.suppress(DatabaseError):
+            connection.close()
 
 
 # --- One batch ------------------------------------------------------------------------
@@ -264,6 +316,7 @@ class MarketMatcher:
         self.marketdata: MarketDataWriter | None = None
         self._queue_reads: _QueueReads | None = None
         self._last_heartbeat = 0.0
+        self._last_lock_check = time.monotonic()
 
     # -- lifecycle
 
@@ -297,7 +350,7 @@ class MarketMatcher:
         spec = market_spec(market)
         state = MatcherState.objects.get(market=market)
         if state.epoch != self.epoch:
-            raise FencingError(f"{self.symbol}: epoch {state.epoch} is not mine ({self.epoch})")
+            raise FencingError(f"{self.symbol}: epoch {state.epoch} is not mine ({self.epoch})", symbol=self.symbol)
         self.last_seq, self.last_trade_no = state.last_seq, state.last_trade_no
         from marketdata.services import MarketDataWriter
 
@@ -350,6 +403,7 @@ class MarketMatcher:
     def run_once(self) -> int:
         """Process one batch of pending orders and cancels; returns how many. On a halted
         market nothing; on a cancel-only one only cancels (see ``orders.controls``)."""
+        self._verify_lock_if_due()
         queues = self._queues()
         status, has_pending, has_cancels = queues.poll.rows()[0]  # one statement; an idle poll is just that
         if status == Market.Status.HALTED:
@@ -424,6 +478,12 @@ class MarketMatcher:
             connections[DEFAULT_DB_ALIAS].close()
             self.book = None
 
+    def _verify_lock_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lock_check >= HEARTBEAT_EVERY:
+            self.lock.verify()  # LockLost if another matcher holds the market now
+            self._last_lock_check = now
+
     def _heartbeat_if_due(self) -> None:
         now = time.monotonic()
         if now - self._last_heartbeat < HEARTBEAT_EVERY:
@@ -446,7 +506,9 @@ class MarketMatcher:
             last_seq=self.last_seq, last_trade_no=self.last_trade_no, heartbeat_at=timezone.now()
         )
         if updated != 1:
-            raise FencingError(f"{self.symbol}: another matcher took over (my epoch {self.epoch} is stale)")
+            raise FencingError(
+                f"{self.symbol}: another matcher took over (my epoch {self.epoch} is stale)", symbol=self.symbol
+            )
 
     def _stop_of(self, order: Order) -> StopOrder:
         command = self._command(order, 0)
@@ -719,10 +781,13 @@ class MarketMatcher:
 
 def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> None:
     """Run the matchers of ``symbols`` in one process, round robin, until told to stop;
-    after each round, the pending swaps whose markets this process runs (orders.swap)."""
+    after each round, the pending swaps whose markets this process runs (orders.swap).
+
+    A market another matcher took over (``FencingError``, ``LockLost``) is given up and
+    the others go on; when none is left, that error is raised."""
     from orders.swap import swaps_execute
 
-    matchers = []
+    matchers: list[MarketMatcher] = []
     try:
         for symbol in symbols:
             matcher = MarketMatcher(symbol=symbol)
@@ -734,25 +799,47 @@ def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> Non
         gc.freeze()
         while not should_stop():
             worked = 0
-            for matcher in matchers:
+            for matcher in list(matchers):
                 try:
                     worked += matcher.run_once()
-                except FencingError:
-                    raise
+                except FencingError as exc:
+                    _give_up(matchers, matcher, exc)
                 except Exception:  # retried next turn, on a new connection (the server may have gone)
                     logger.exception("matcher %s: round failed", matcher.symbol)
                     connections[DEFAULT_DB_ALIAS].close()
                     time.sleep(1.0)
             try:
                 worked += swaps_execute(matchers=matchers)  # swaps whose markets are all run here
-            except FencingError:
-                raise
+            except FencingError as exc:
+                fenced = next((m for m in matchers if m.symbol == exc.symbol), None)
+                if fenced is None:
+                    raise
+                _give_up(matchers, fenced, exc)
             except Exception:  # each swap is failed and rebuilt on its own: this is a DB outage; retried
                 logger.exception("swaps: execution round failed")
                 time.sleep(1.0)
             if not worked:
                 time.sleep(IDLE_SLEEP)
     finally:
-        for matcher in matchers:
-            matcher.stop()
-        broadcasts_flush()  # what was committed is also announced before the process ends
+        try:
+            for matcher in matchers:
+                _stop_quietly(matcher)
+        finally:
+            broadcasts_flush()  # what was committed is also announced before the process ends
+
+
+def _give_up(matchers: list[MarketMatcher], matcher: MarketMatcher, exc: FencingError) -> None:
+    """Stop running ``matcher``'s market here: another matcher runs it now. Raises ``exc``
+    when it was the last market of this process."""
+    logger.error("matcher %s stopped: %s", matcher.symbol, exc)
+    matchers.remove(matcher)
+    _stop_quietly(matcher)
+    if not matchers:
+        raise exc
+
+
+def _stop_quietly(matcher: MarketMatcher) -> None:
+    try:
+        matcher.stop()
+    except Exception:  # the others are still released
+        logger.exception("matcher %s: releasing its lock failed", matcher.symbol)

@@ -76,3 +76,46 @@ def test_one_matcher_thread_owns_every_market(settings, markets):
             await matchers.stop()
 
     async_to_sync(scenario)()
+
+
+def test_matchers_that_fail_to_start_are_started_again(settings, markets, monkeypatch, caplog):
+    """A start-up failure other than a lock held elsewhere (here a market that does not
+    exist yet) is logged, and the matchers are started again until they run."""
+    import threading
+    import time
+
+    from django.db import OperationalError
+
+    from marketdata.embedded import EmbeddedMatchers
+    from orders.models import MatcherState
+
+    monkeypatch.setattr("marketdata.embedded.RESTART_DELAY", 0.05)
+    matchers = EmbeddedMatchers()
+    thread = threading.Thread(target=matchers._run, args=(["ETH-BTC", "ETH-USDT"],))
+    thread.start()
+    try:
+        for _ in range(200):
+            if "starting them again" in caplog.text:
+                break
+            time.sleep(0.05)
+        assert "starting them again" in caplog.text and thread.is_alive()
+        eth_usdt = markets["ETH-USDT"]
+        eth_usdt.pk, eth_usdt.symbol, eth_usdt.quote = None, "ETH-BTC", markets["BTC-USDT"].base
+        for _ in range(20):  # the in-memory test database refuses a write while the thread reads
+            try:
+                eth_usdt.save()
+                break
+            except OperationalError:
+                time.sleep(0.05)
+        for _ in range(200):
+            if MatcherState.objects.filter(market__symbol__in=["ETH-BTC", "ETH-USDT"], epoch__gt=0).count() == 2:
+                break
+            time.sleep(0.05)
+        assert set(MatcherState.objects.filter(epoch__gt=0).values_list("market__symbol", flat=True)) >= {
+            "ETH-BTC",
+            "ETH-USDT",
+        }
+    finally:
+        matchers.stopping.set()
+        thread.join(10)
+    assert not thread.is_alive()

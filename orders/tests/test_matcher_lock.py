@@ -1,0 +1,192 @@
+"""The matcher's lock over a long life: a lock lost with its connection is taken again or
+given up, a market taken over stops only its own matcher, and shutdown releases every
+lock it can (docs/orders.md, "One writer per market")."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+
+from orders.matcher import FencingError, LockLost, MarketLock, MarketMatcher, MatcherLockError, matchers_run
+from orders.models import Order, OrderStatus
+from orders.services import order_place
+from orders.tests.conftest import trader
+from wallets.models import Currency
+from wallets.tests.factories import fund
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _kill(connection_id: int) -> None:
+    """What the server does to an idle connection past ``wait_timeout``, or a restart to all."""
+    side = connections.create_connection("default")
+    try:
+        with side.cursor() as cursor:
+            cursor.execute(f"KILL {int(connection_id)}")
+    finally:
+        side.close()
+
+
+def _lock_connection_id(matcher: MarketMatcher) -> int:
+    with matcher.lock._connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return cursor.fetchone()[0]
+
+
+def _holder(lock: MarketLock) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT IS_USED_LOCK(%s)", [lock.name])
+        return cursor.fetchone()[0]
+
+
+def _cross(symbol: str, price: str, quantity: str) -> list[Order]:
+    alice, bob = trader(f"alice-{symbol.lower()}@example.com"), trader(f"bob-{symbol.lower()}@example.com")
+    base = Currency.objects.get(code=symbol.split("-")[0])
+    fund(alice, base, quantity)
+    common = {"market_symbol": symbol, "type": "limit", "price": Decimal(price), "quantity": Decimal(quantity)}
+    return [order_place(user=alice, side="sell", **common), order_place(user=bob, side="buy", **common)]
+
+
+def _statuses(orders: list[Order]) -> set[str]:
+    return set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True))
+
+
+@pytest.mark.mariadb
+def test_the_lock_connection_is_not_closed_as_idle(markets):
+    """The lock's connection is silent between checks: the server's idle timeout (8 hours by
+    default) must not close it, which would free the lock under a running matcher."""
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    try:
+        with matcher.lock._connection.cursor() as cursor:
+            cursor.execute("SELECT @@session.wait_timeout")
+            assert cursor.fetchone()[0] == MarketLock.IDLE_TIMEOUT
+        assert _holder(matcher.lock) == _lock_connection_id(matcher)
+    finally:
+        matcher.stop()
+
+
+@pytest.mark.mariadb
+def test_a_lock_lost_with_its_connection_is_taken_again(markets):
+    orders = _cross("ETH-USDT", "2000", "1")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    try:
+        _kill(_lock_connection_id(matcher))
+        assert _holder(matcher.lock) is None  # freed: a second matcher could start now
+        matcher.lock.verify()
+        assert _holder(matcher.lock) == _lock_connection_id(matcher)
+        with pytest.raises(MatcherLockError):
+            MarketMatcher(symbol="ETH-USDT").start()
+        assert matcher.run_once() == 2
+    finally:
+        matcher.stop()
+    assert _statuses(orders) == {OrderStatus.FILLED}
+    assert _holder(matcher.lock) is None
+
+
+@pytest.mark.mariadb
+def test_a_lock_taken_by_another_matcher_meanwhile_stops_this_one(markets):
+    orders = _cross("ETH-USDT", "2000", "1")
+    first = MarketMatcher(symbol="ETH-USDT")
+    first.start()
+    second = MarketMatcher(symbol="ETH-USDT")
+    try:
+        _kill(_lock_connection_id(first))
+        second.start()  # the lock was free: the second matcher takes the market
+        with pytest.raises(LockLost):
+            first.lock.verify()
+        assert isinstance(LockLost("x"), FencingError)  # the run loops give the market up
+        assert second.run_once() == 2
+    finally:
+        first.stop()
+        second.stop()
+    assert _statuses(orders) == {OrderStatus.FILLED}
+
+
+@pytest.mark.mariadb
+def test_the_run_loop_checks_its_lock_and_gives_up_a_market_taken_over(markets, monkeypatch):
+    """``matchers_run`` checks each lock every few seconds (here every round): ETH-USDT's is
+    lost and taken by another matcher, so this process gives that market up and runs on."""
+    monkeypatch.setattr("orders.matcher.HEARTBEAT_EVERY", 0.0)
+    eth_orders, btc_orders = _cross("ETH-USDT", "2000", "1"), _cross("BTC-USDT", "30000", "0.1")
+    other = MarketMatcher(symbol="ETH-USDT")
+    rounds = itertools.count()
+
+    def should_stop() -> bool:
+        turn = next(rounds)
+        if turn == 0:  # started: ETH-USDT's lock connection dies, and another matcher starts
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s)", [other.lock.name])
+                _kill(cursor.fetchone()[0])
+            other.start()
+        return turn > 3
+
+    try:
+        matchers_run(symbols=["ETH-USDT", "BTC-USDT"], should_stop=should_stop)
+        assert _statuses(btc_orders) == {OrderStatus.FILLED}
+        assert _statuses(eth_orders) == {OrderStatus.PENDING}  # left to the other matcher
+        assert other.run_once() == 2
+    finally:
+        other.stop()
+    assert _statuses(eth_orders) == {OrderStatus.FILLED}
+    assert _holder(MarketLock("BTC-USDT")) is None  # released at shutdown
+
+
+@pytest.mark.mariadb
+def test_shutdown_releases_every_lock_when_one_connection_is_gone(markets):
+    rounds = itertools.count()
+    locks = [MarketLock("ETH-USDT"), MarketLock("BTC-USDT")]
+
+    def should_stop() -> bool:
+        if next(rounds) == 0:  # the first market's lock connection dies just before shutdown
+            _kill(_holder(locks[0]))
+            return True
+        return False
+
+    matchers_run(symbols=["ETH-USDT", "BTC-USDT"], should_stop=should_stop)
+    assert [_holder(lock) for lock in locks] == [None, None]
+    for symbol in ("ETH-USDT", "BTC-USDT"):  # both can be run again
+        again = MarketMatcher(symbol=symbol)
+        again.start()
+        again.stop()
+
+
+def test_a_market_taken_over_stops_only_its_own_matcher(markets):
+    """Fencing alone (the other writer took no lock): ETH-USDT's batch is refused, the
+    market is given up, and BTC-USDT's matcher in the same process runs on."""
+    eth_orders, btc_orders = _cross("ETH-USDT", "2000", "1"), _cross("BTC-USDT", "30000", "0.1")
+    intruder = MarketMatcher(symbol="ETH-USDT")
+    rounds = itertools.count()
+
+    def should_stop() -> bool:
+        turn = next(rounds)
+        if turn == 0:
+            intruder.start(take_lock=False)  # a new epoch: the running matcher's is stale
+        return turn > 3
+
+    matchers_run(symbols=["ETH-USDT", "BTC-USDT"], should_stop=should_stop)
+    assert _statuses(btc_orders) == {OrderStatus.FILLED}
+    assert _statuses(eth_orders) == {OrderStatus.PENDING}
+    assert intruder.run_once() == 2
+    assert _statuses(eth_orders) == {OrderStatus.FILLED}
+    again = MarketMatcher(symbol="ETH-USDT")  # its lock was released when it was given up
+    again.start()
+    again.stop()
+
+
+def test_the_last_market_taken_over_ends_the_run(markets):
+    _cross("ETH-USDT", "2000", "1")
+    intruder = MarketMatcher(symbol="ETH-USDT")
+    rounds = itertools.count()
+
+    def should_stop() -> bool:
+        if next(rounds) == 0:
+            intruder.start(take_lock=False)
+        return False
+
+    with pytest.raises(FencingError):
+        matchers_run(symbols=["ETH-USDT"], should_stop=should_stop)

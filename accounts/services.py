@@ -6,6 +6,8 @@ Two-factor authentication lives in ``accounts/otp.py``, API keys in ``accounts/a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
@@ -123,6 +125,16 @@ def user_check_not_frozen(*, user: User) -> None:
             "account_frozen",
             "This account is frozen: orders, swaps, transfers and withdrawals are refused. Contact support.",
         )
+
+
+def users_lock_frozen(*, user_ids: Collection[int]) -> dict[int, datetime]:
+    """In the caller's transaction: lock the users' rows until it ends, and return those
+    frozen, with when. ``user_freeze`` locks the row too, so a freeze either committed
+    before and is returned here, or waits for the caller's transaction (and then its
+    cancel of the user's orders sees what that transaction wrote). Every row is locked,
+    frozen or not, in id order (two callers never wait on each other in a circle)."""
+    rows = User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", "frozen_at")
+    return {user_id: frozen_at for user_id, frozen_at in rows if frozen_at is not None}
 
 
 @transaction.atomic

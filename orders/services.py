@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.services import user_check_not_frozen
+from accounts.services import user_check_not_frozen, users_lock_frozen
 from kootabase.db import model_build, rows_delete, rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit, user_group
@@ -422,8 +422,15 @@ def _place_all(
             outcomes[index] = exc
     if not new:
         return outcomes  # type: ignore[return-value]
-    orders = [order for _, order in new]
     with transaction.atomic():
+        # A freeze that committed since the requests' users were read refuses their orders;
+        # one that comes later waits for this transaction, and then cancels these orders.
+        frozen = users_lock_frozen(user_ids={order.user_id for _, order in new})
+        if frozen:
+            new = _refuse_frozen(requests, new, frozen, outcomes)
+            if not new:
+                return outcomes  # type: ignore[return-value]
+        orders = [order for _, order in new]
         # The orders go in first: a repeated client_order_id fails here, before any hold.
         rows_insert(Order, orders)
         holds = ledger_post_each(postings=_holds(orders))
@@ -440,6 +447,28 @@ def _place_all(
             # order leaves no row (and its client_order_id stays free).
             rows_delete(Order, refused)
     return outcomes  # type: ignore[return-value]
+
+
+def _refuse_frozen(
+    requests: Sequence[PlaceRequest],
+    new: list[tuple[int, Order]],
+    frozen: dict[int, Any],
+    outcomes: list[Placement | ServiceError | None],
+) -> list[tuple[int, Order]]:
+    """The new orders whose users are not in ``frozen``; the others are refused
+    ``account_frozen`` in ``outcomes``."""
+    kept = []
+    for index, order in new:
+        if order.user_id not in frozen:
+            kept.append((index, order))
+            continue
+        user = requests[index].user
+        user.frozen_at = frozen[order.user_id]
+        try:
+            user_check_not_frozen(user=user)
+        except ServiceError as exc:
+            outcomes[index] = exc
+    return kept
 
 
 def _new_order(request: PlaceRequest) -> Order:

@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import threading
+import uuid
 from concurrent.futures import Future
 
 from django.conf import settings
@@ -31,46 +32,124 @@ from orders.services import Placement, PlaceRequest, order_place_or_get, orders_
 
 logger = logging.getLogger(__name__)
 
+#: How often a waiting request checks that the placement thread is alive (seconds).
+THREAD_CHECK_EVERY = 1.0
+
+_Waiting = tuple[PlaceRequest, "Future[Placement | ServiceError]"]
+
 
 class GroupPlacer:
-    """One placement thread and its queue of waiting orders."""
+    """One placement thread and its queue of waiting orders.
+
+    - **Every request has a ``client_order_id``** before it is queued (one is made for a
+      request without): if a group fails for a reason other than a refusal, each of its
+      requests is placed again on its own, and one whose order was committed after all
+      (the connection lost during the commit) is answered with that order, not placed
+      twice.
+    - **A group never holds one user's ``client_order_id`` twice**: the repeat waits for
+      the next group, so each group is one transaction and a repeat is answered from what
+      the first request left.
+    - **The thread never ends on an error**, and a waiting request checks every
+      ``THREAD_CHECK_EVERY`` seconds that it is alive: a thread that stopped anyway is
+      replaced, and the queue it left is placed by the new one.
+    """
 
     def __init__(self, *, group_max: int) -> None:
         self.group_max = group_max
-        self._waiting: queue.SimpleQueue[tuple[PlaceRequest, Future[Placement | ServiceError]]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="order-placement", daemon=True)
-        self._thread.start()
+        self._waiting: queue.SimpleQueue[_Waiting] = queue.SimpleQueue()
+        self._held: _Waiting | None = None  # a repeat held back from the group before
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
 
     def place(self, request: PlaceRequest) -> Placement:
         """Place the order with whatever else is waiting; raises its refusal."""
+        generated = not request.client_order_id
+        if generated:
+            request = request._replace(client_order_id=uuid.uuid4().hex)
         future: Future[Placement | ServiceError] = Future()
         self._waiting.put((request, future))
-        outcome = future.result()
+        while True:
+            self.ensure_running()
+            try:
+                outcome = future.result(timeout=THREAD_CHECK_EVERY)
+                break
+            except TimeoutError:
+                continue
         if isinstance(outcome, ServiceError):
             raise outcome
+        if generated and not outcome.created:  # the id was made here: the stored order is this request's
+            outcome = Placement(outcome.order, True)
         return outcome
+
+    def ensure_running(self) -> None:
+        """Start the placement thread if there is none or it has stopped."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._thread_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._thread is not None:
+                logger.error("the order placement thread had stopped; starting a new one")
+            self._thread = threading.Thread(target=self._run, name="order-placement", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
-            group = [self._waiting.get()]
-            while len(group) < self.group_max:
-                try:
-                    group.append(self._waiting.get_nowait())
-                except queue.Empty:
-                    break
-            self._place(group)
+            group: list[_Waiting] = []
+            try:
+                group = self._gather()
+                self._place(group)
+            except Exception as exc:  # the thread goes on: every later request would wait otherwise
+                logger.exception("order placement failed outside a group's placement")
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
 
-    def _place(self, group: list[tuple[PlaceRequest, Future[Placement | ServiceError]]]) -> None:
+    def _gather(self) -> list[_Waiting]:
+        """The next group: what waits, in order, up to ``group_max``, ending before a
+        request whose (user, client_order_id) is already in it."""
+        first, self._held = self._held or self._waiting.get(), None
+        group = [first]
+        keys = {_key(first[0])}
+        while len(group) < self.group_max:
+            try:
+                waiting = self._waiting.get_nowait()
+            except queue.Empty:
+                break
+            key = _key(waiting[0])
+            if key in keys:
+                self._held = waiting
+                break
+            keys.add(key)
+            group.append(waiting)
+        return group
+
+    def _place(self, group: list[_Waiting]) -> None:
         close_old_connections()  # as a request would: replace a connection that broke or aged
         try:
             outcomes = orders_place_many(requests=[request for request, _ in group])
-        except Exception as exc:  # every waiting request hears of it
-            logger.exception("placing a group of %d orders failed", len(group))
-            for _, future in group:
-                future.set_exception(exc)
+        except Exception:  # rolled back: each request is placed again on its own
+            logger.exception("placing a group of %d orders failed; placing each on its own", len(group))
+            self._place_each(group)
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
             future.set_result(outcome)
+
+    def _place_each(self, group: list[_Waiting]) -> None:
+        for request, future in group:
+            try:
+                close_old_connections()
+                outcome = orders_place_many(requests=[request])[0]
+            except Exception as exc:
+                logger.exception("placing order %s on its own failed", request.client_order_id)
+                future.set_exception(exc)
+            else:
+                future.set_result(outcome)
+
+
+def _key(request: PlaceRequest) -> tuple[int, str]:
+    return (request.user.pk, request.client_order_id)
 
 
 _placer: GroupPlacer | None = None

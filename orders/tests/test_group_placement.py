@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from decimal import Decimal
 
 import pytest
@@ -123,3 +124,88 @@ def test_a_failure_reaches_the_waiting_request_and_the_thread_goes_on(grouping, 
     placed = group_placement.order_place_grouped(_request(alice, "1", "after"))
     assert placed.created and placed.order.client_order_id == "after"
     assert list(Order.objects.values_list("client_order_id", flat=True)) == ["after"]
+
+
+def _hold_group_open(alice, requests: list[tuple[str, object]], outcomes: dict) -> list[threading.Thread]:
+    """Start a first request of alice's that waits on her locked rows, then queue
+    ``requests`` (name, request) behind it in this order: they form the next group(s)."""
+
+    def place(name: str, request) -> None:
+        try:
+            outcomes[name] = group_placement.order_place_grouped(request)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    placer = group_placement._group_placer()
+    threads = [threading.Thread(target=place, args=("first", _request(alice, "1", "first")))]
+    threads += [threading.Thread(target=place, args=item) for item in requests]
+    alice_accounts = LedgerAccount.objects.filter(user=alice).values_list("pk", flat=True)
+    with transaction.atomic():
+        list(ledger_accounts_lock(account_ids=alice_accounts))
+        threads[0].start()
+        _wait_for(_a_lock_wait, every=0.25)
+        for waiting, thread in enumerate(threads[1:], start=1):
+            thread.start()
+            _wait_for(lambda waiting=waiting: placer._waiting.qsize() == waiting)
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    return threads
+
+
+def test_an_unexpected_error_fails_only_its_own_request(grouping, usdt):
+    """The group of three fails as a whole (one request is broken): each is placed again
+    on its own, and only the broken one fails."""
+    alice, bob = trader("alice@example.com"), trader("bob@example.com")
+    outcomes: dict = {}
+    broken = _request(bob, "1", "broken")._replace(fields={"no_such_field": 1})
+    _hold_group_open(
+        alice, [("b-1", _request(bob, "1", "b-1")), ("broken", broken), ("b-2", _request(bob, "2", ""))], outcomes
+    )
+    assert isinstance(outcomes["broken"], TypeError)
+    assert outcomes["b-1"].created and outcomes["b-2"].created
+    assert len(outcomes["b-2"].order.client_order_id) == 32  # made for the request that had none
+    assert sorted(Order.objects.values_list("client_order_id", flat=True)) == sorted(
+        ["first", "b-1", outcomes["b-2"].order.client_order_id]
+    )
+    assert balance(bob, usdt, AccountKind.LOCKED) == Decimal("2004") + Decimal("4008")
+    assert ledger_audit_run().ok
+
+
+def test_a_repeated_client_order_id_waits_for_the_next_group(grouping, usdt):
+    alice, bob = trader("alice@example.com"), trader("bob@example.com")
+    outcomes: dict = {}
+    _hold_group_open(
+        alice,
+        [
+            ("a-x", _request(alice, "1", "x")),
+            ("b-1", _request(bob, "1", "b-1")),
+            ("a-x-again", _request(alice, "1", "x")),  # a repeat: it starts the next group
+            ("b-2", _request(bob, "1", "b-2")),
+        ],
+        outcomes,
+    )
+    assert outcomes["a-x"].created and not outcomes["a-x-again"].created
+    assert outcomes["a-x-again"].order.pk == outcomes["a-x"].order.pk
+    times = dict(Order.objects.values_list("client_order_id", "created_at"))
+    assert times["x"] == times["b-1"] != times["b-2"]  # two groups after the first
+    assert sorted(times) == ["b-1", "b-2", "first", "x"]
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("2004") * 2
+    assert ledger_audit_run().ok
+
+
+def test_requests_left_by_a_stopped_thread_are_placed_by_a_new_one(markets, usdt):
+    alice = trader("alice@example.com")
+    placer = group_placement.GroupPlacer(group_max=50)
+    stopped = threading.Thread(target=lambda: None)
+    stopped.start()
+    stopped.join()
+    placer._thread = stopped  # the placement thread ended with a request still queued
+    left: Future = Future()
+    placer._waiting.put((_request(alice, "1", "left"), left))
+    placed = placer.place(_request(alice, "1", "next"))
+    assert placed.created and left.result(timeout=10).created
+    assert placer._thread is not stopped and placer._thread.is_alive()
+    assert sorted(Order.objects.values_list("client_order_id", flat=True)) == ["left", "next"]

@@ -177,10 +177,9 @@ class MarketLock:
     def verify(self) -> None:
         """Check that the lock is still this process's. A ``flock`` is held as long as the
         process lives. A named lock is freed when its connection closes (a server restart,
-        a network cut, a ``KILL``): then it is taken again if it is free, and ``LockLost``
-        if another matcher holds it now. A server that cannot be reached raises its
-        ``DatabaseError``, and the next ``verify()`` tries again. Between the loss and this
-        check, fencing (``MatcherState.epoch``) keeps a second writer's batches out."""
+        a network cut, a ``KILL``): then it is taken again if it is free, and
+        ``MatcherLockError`` if another connection holds it now. A server that cannot be
+        reached raises its ``DatabaseError``, and the next ``verify()`` tries again."""
         if not self._held_on_server:
             return
         if self._connection is not None:
@@ -194,10 +193,7 @@ class MarketLock:
                 pass
             logger.warning("matcher %s: lock %s lost with its connection; taking it again", self.symbol, self.name)
             self._close_connection()
-        try:
-            self._acquire_mysql()
-        except MatcherLockError as exc:
-            raise LockLost(str(exc), symbol=self.symbol) from None
+        self._acquire_mysql()
 
     def _acquire_file(self) -> None:
         handle = self.path.open("a+b")
@@ -479,10 +475,25 @@ class MarketMatcher:
             self.book = None
 
     def _verify_lock_if_due(self) -> None:
+        """Every ``HEARTBEAT_EVERY`` seconds: the lock is still held, or taken again (see
+        ``MarketLock.verify``). Held by another connection, it is another matcher's only if
+        that one has started, i.e. moved the epoch on: then ``LockLost``. Otherwise the
+        holder is this process's own lost connection that the server has not closed yet
+        (a network cut it has not noticed): the matcher runs on under fencing, which
+        refuses its batches the moment another one starts, and takes the lock once free."""
         now = time.monotonic()
-        if now - self._last_lock_check >= HEARTBEAT_EVERY:
-            self.lock.verify()  # LockLost if another matcher holds the market now
-            self._last_lock_check = now
+        if now - self._last_lock_check < HEARTBEAT_EVERY:
+            return
+        try:
+            self.lock.verify()
+        except MatcherLockError as exc:
+            epoch = MatcherState.objects.filter(market=self._market()).values_list("epoch", flat=True).get()
+            if epoch != self.epoch:
+                raise LockLost(f"{exc}; epoch {epoch} is not mine ({self.epoch})", symbol=self.symbol) from None
+            logger.warning(
+                "matcher %s: %s, but epoch %d is still mine; running on under fencing", self.symbol, exc, epoch
+            )
+        self._last_lock_check = now
 
     def _heartbeat_if_due(self) -> None:
         now = time.monotonic()

@@ -97,14 +97,43 @@ def test_a_lock_taken_by_another_matcher_meanwhile_stops_this_one(markets):
     try:
         _kill(_lock_connection_id(first))
         second.start()  # the lock was free: the second matcher takes the market
-        with pytest.raises(LockLost):
+        with pytest.raises(MatcherLockError):
             first.lock.verify()
+        first._last_lock_check = 0.0  # the check is due
+        with pytest.raises(LockLost):  # the epoch moved on: the market is the other's
+            first.run_once()
         assert isinstance(LockLost("x"), FencingError)  # the run loops give the market up
         assert second.run_once() == 2
     finally:
         first.stop()
         second.stop()
     assert _statuses(orders) == {OrderStatus.FILLED}
+
+
+@pytest.mark.mariadb
+def test_a_lock_held_by_its_own_lost_connection_is_run_on_under_fencing(markets):
+    """The server has not yet closed the lost connection (a network cut it did not notice),
+    so the lock is still held, by nobody's matcher: the epoch is still this matcher's, so
+    it runs on (fencing would refuse its batches if another started) and takes the lock
+    back once that connection is gone."""
+    orders = _cross("ETH-USDT", "2000", "1")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    zombie = connections.create_connection("default")
+    try:
+        _kill(_lock_connection_id(matcher))
+        with zombie.cursor() as cursor:  # stands for the old connection, still open on the server
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [matcher.lock.name])
+        matcher._last_lock_check = 0.0
+        assert matcher.run_once() == 2  # the check found the lock held elsewhere, and ran on
+        assert _statuses(orders) == {OrderStatus.FILLED}
+        zombie.close()  # the server closes it at last
+        matcher._last_lock_check = 0.0
+        matcher.run_once()
+        assert _holder(matcher.lock) == _lock_connection_id(matcher)
+    finally:
+        zombie.close()
+        matcher.stop()
 
 
 @pytest.mark.mariadb

@@ -17,6 +17,8 @@ holds, its counters) in one transaction per batch.
 - **Rebuild.** The book is restored with the engine's ``BookState``: resting orders
   with their remaining quantity in ``book_priority`` order, held stops in ``seq``
   order, the last trade price and the last seq. The same happens after any failed batch.
+  An order no longer on the market's tick or lot is left out, and the next batch
+  cancels it (``invalid``), releasing its hold.
 - **The market's status** (``orders.controls``) is read before each batch: ``halted``,
   nothing is done; ``cancel-only``, only cancels; ``active``, everything. Each batch
   checks it again under the market row's lock in its transaction and is rolled back
@@ -309,6 +311,7 @@ class MarketMatcher:
         self.last_trade_no = 0
         self.priority = 0
         self.book: Any = None
+        self._off_size: dict[int, Order] = {}  # resting orders and stops the rebuild left out (see there)
         self.marketdata: MarketDataWriter | None = None
         self._queue_reads: _QueueReads | None = None
         self._last_heartbeat = 0.0
@@ -341,7 +344,9 @@ class MarketMatcher:
         self.lock.release()
 
     def rebuild(self) -> None:
-        """Restore the book, the counters and the priority counter from committed rows."""
+        """Restore the book, the counters and the priority counter from committed rows.
+        A resting order or held stop that is not on the market's tick or lot (its sizes
+        changed after it was placed) is left out and remembered: the next batch cancels it."""
         market = self._market()
         spec = market_spec(market)
         state = MatcherState.objects.get(market=market)
@@ -355,40 +360,47 @@ class MarketMatcher:
         bids: list[tuple[int, int, RestingOrder]] = []
         asks: list[tuple[int, int, RestingOrder]] = []
         stops: list[StopOrder] = []
+        off_size: dict[int, Order] = {}
+        problems: list[str] = []
         self.priority = 0
+        self._off_size = {}
         for order in Order.objects.filter(market=market, status__in=(*_RESTING, OrderStatus.UNTRIGGERED)).order_by(
             "seq"
         ):
-            if order.status == OrderStatus.UNTRIGGERED:
-                stops.append(self._stop_of(order))
+            try:
+                if order.status == OrderStatus.UNTRIGGERED:
+                    stops.append(self._stop_of(order))
+                    continue
+                resting = self._resting_of(order)
+            except (ServiceError, CodecError) as exc:  # the market's sizes changed under it: see _apply
+                off_size[order.pk] = order
+                problems.append(f"{order.pk} ({getattr(exc, 'code', type(exc).__name__)})")
                 continue
-            price = to_ticks(spec, order.price)
-            filled = spec.qty_to_lots(order.filled_quantity)
-            resting = RestingOrder(
-                order.pk,
-                order.user_id,
-                _SIDE_TO_ENGINE[order.side],
-                price,
-                to_lots(spec, order.quantity) - filled,
-                filled,
-                int(order.post_only),
-                1,
-            )
             priority = order.book_priority or 0
             self.priority = max(self.priority, priority)
             if order.side == Side.BUY:
-                bids.append((-price, priority, resting))
+                bids.append((-resting.price, priority, resting))
             else:
-                asks.append((price, priority, resting))
+                asks.append((resting.price, priority, resting))
+        if off_size:
+            logger.warning(
+                "matcher %s: orders off the tick or lot size (tick %s, lot %s) are left out of the book and "
+                "cancelled in the next batch: %s",
+                self.symbol,
+                format(spec.tick_size.normalize(), "f"),
+                format(spec.lot_size.normalize(), "f"),
+                ", ".join(problems),
+            )
         self.book = OrderBook.from_state(
             BookState(
                 self.last_seq,
-                spec.price_to_ticks(last_price) if last_price is not None else 0,
+                self._last_price_ticks(last_price),
                 [r for *_, r in sorted(bids)],
                 [r for *_, r in sorted(asks)],
                 stops,
             )
         )
+        self._off_size = off_size
         priority = (
             Order.objects.filter(market=market).order_by("-book_priority").values_list("book_priority", flat=True)
         )
@@ -412,13 +424,15 @@ class MarketMatcher:
             pending = (queues.pending if status == Market.Status.ACTIVE else queues.pending_cancelled).objects()
         if has_cancels:
             cancels = queues.cancels.objects()
-        if not pending and not cancels:
+        if not pending and not cancels and not self._off_size:  # orders off the sizes are work too
             self._heartbeat_if_due()
             return 0
         try:
-            batch = self._apply(pending, cancels, stored=True)
+            batch = self._apply(pending, cancels, stored=True, off_size=True)
+            settled = len(self._off_size.keys() - {order.pk for order in cancels}) if self._off_size else 0
             with transaction.atomic():
                 self._commit(batch, status=status)
+            self._off_size = {}
         except MarketStatusChanged as exc:
             logger.info("matcher %s: %s; the batch waits for the new status", self.symbol, exc)
             self._reset_after_failure()  # the book ran ahead of the rolled-back batch
@@ -427,7 +441,7 @@ class MarketMatcher:
             logger.exception("matcher %s: batch failed; rebuilding the book from the database", self.symbol)
             self._reset_after_failure()
             raise
-        return len(pending) + len(cancels)
+        return len(pending) + len(cancels) + settled
 
     def run_forever(self, *, should_stop: Any = lambda: False) -> None:
         while not should_stop():
@@ -526,6 +540,33 @@ class MarketMatcher:
         assert isinstance(command, PlaceStop)
         return StopOrder(*command[1:])
 
+    def _resting_of(self, order: Order) -> RestingOrder:
+        """A resting order in the engine's integers: ``ServiceError`` or ``CodecError`` when
+        it is not on the market's tick and lot (their sizes changed after it was placed)."""
+        spec = market_spec(self._market())
+        filled = spec.qty_to_lots(order.filled_quantity)
+        return RestingOrder(
+            order.pk,
+            order.user_id,
+            _SIDE_TO_ENGINE[order.side],
+            to_ticks(spec, order.price),
+            to_lots(spec, order.quantity) - filled,
+            filled,
+            int(order.post_only),
+            1,
+        )
+
+    def _last_price_ticks(self, last_price: Decimal | None) -> int:
+        """The last trade price in ticks; 0 (no last price: no stop fires before the next
+        trade) when there is none, or when it is off a tick size changed since."""
+        if last_price is None:
+            return 0
+        try:
+            return market_spec(self._market()).price_to_ticks(last_price)
+        except CodecError:
+            logger.warning("matcher %s: the last trade price %s is off the tick size", self.symbol, last_price)
+            return 0
+
     def _command(self, order: Order, seq: int) -> PlaceLimit | PlaceMarket | PlaceStop:
         spec = market_spec(self._market())
         side = _SIDE_TO_ENGINE[order.side]
@@ -548,17 +589,26 @@ class MarketMatcher:
             return PlaceStop(seq, order.pk, order.user_id, side, trigger, stop, lots, 0, price, tif)
         return PlaceStop(seq, order.pk, order.user_id, side, trigger, stop, lots, quote, 0, GTC, price)
 
-    def _apply(self, pending: list[Order], cancels: list[Order], *, stored: bool = False) -> _Batch:
+    def _apply(
+        self, pending: list[Order], cancels: list[Order], *, stored: bool = False, off_size: bool = False
+    ) -> _Batch:
         """Run the commands through the book and work out every change, in memory.
         ``stored``: the orders are as just read from the database (their values are
-        remembered, and the batch writes only what changed)."""
+        remembered, and the batch writes only what changed). ``off_size``: the batch also
+        cancels the orders the rebuild left out (``_off_size_cancels``)."""
         if self.book is None:
             self.rebuild()
         batch = _Batch(before={} if stored else None)
+        settle: list[Order] = []
+        if off_size and self._off_size:
+            settle, cancels = self._off_size_cancels(cancels)
         for order in (*pending, *cancels):
             batch.orders[order.pk] = order
             if batch.before is not None:
                 batch.before[order.pk] = _written(order)
+        for order in settle:  # the remainder is cancelled and its hold released; the fills stay
+            reason = _cancel_reason(order) if order.cancel_requested else "invalid"
+            self._finish(batch, order, OrderStatus.CANCELLED, reason)
         runs: list[tuple[Order, list[Any]]] = []
         # The cancels first: a cancel the user was told is accepted is never overtaken by
         # an order this matcher has not taken yet (the orders then go in the order placed).
@@ -585,6 +635,17 @@ class MarketMatcher:
         for order, events in runs:
             self._translate(batch, order, events)
         return batch
+
+    def _off_size_cancels(self, cancels: list[Order]) -> tuple[list[Order], list[Order]]:
+        """The orders the rebuild left out (not on the market's tick or lot), and the
+        batch's cancels with them first. Each gets its Cancel and ``cancel_seq`` like any
+        cancel, so the orders table still records every command and a replay cancels them
+        too; this book, which does not hold them, answers ``UNKNOWN_ORDER``, which
+        ``_translate`` skips for an order already final. One with a cancel requested is
+        taken as read with the batch's cancels."""
+        requested = {order.pk: order for order in cancels}
+        settle = [requested.pop(pk, order) for pk, order in self._off_size.items()]
+        return settle, [*settle, *requested.values()]
 
     def _load_makers(self, batch: _Batch, runs: list[tuple[Order, list[Any]]]) -> None:
         wanted: set[int] = set()

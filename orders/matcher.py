@@ -177,11 +177,15 @@ class MarketLock:
             self._acquire_file()
 
     def verify(self) -> None:
-        """Check that the lock is still this process's. A ``flock`` is held as long as the
-        process lives. A named lock is freed when its connection closes (a server restart,
-        a network cut, a ``KILL``): then it is taken again if it is free, and
-        ``MatcherLockError`` if another connection holds it now. A server that cannot be
-        reached raises its ``DatabaseError``, and the next ``verify()`` tries again."""
+        """Check that the lock is still this process's. A named lock is freed when its
+        connection closes (a server restart, a network cut, a ``KILL``); a ``flock`` no
+        longer excludes anyone once its file is removed or replaced (a cleaned-up ``var``
+        directory), since another process would lock a new file. Either is then taken
+        again if it is free, and ``MatcherLockError`` if another holder has it now. A
+        server that cannot be reached raises its ``DatabaseError``, and the next
+        ``verify()`` tries again."""
+        if self._file is not None:
+            self._verify_file()
         if not self._held_on_server:
             return
         if self._connection is not None:
@@ -197,7 +201,22 @@ class MarketLock:
             self._close_connection()
         self._acquire_mysql()
 
+    def _verify_file(self) -> None:
+        assert self._file is not None
+        try:
+            current = self.path.stat()
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(self._file.fileno())
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            return
+        logger.warning("matcher %s: lock file %s was removed or replaced; taking it again", self.symbol, self.path)
+        self._file.close()  # the old file's lock goes with it
+        self._file = None
+        self._acquire_file()
+
     def _acquire_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+b")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,6 +8,7 @@ import itertools
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 
 from orders.matcher import FencingError, LockLost, MarketLock, MarketMatcher, MatcherLockError, matchers_run
@@ -219,3 +220,43 @@ def test_the_last_market_taken_over_ends_the_run(markets):
 
     with pytest.raises(FencingError):
         matchers_run(symbols=["ETH-USDT"], should_stop=should_stop)
+
+
+_FILE_LOCK = pytest.mark.skipif(
+    settings.DATABASE_VENDOR == "mysql", reason="the lock is a file on SQLite only (GET_LOCK is tested above)"
+)
+
+
+@_FILE_LOCK
+def test_a_lock_file_removed_under_a_running_matcher_is_taken_again(markets):
+    """SQLite's lock is a ``flock`` on a file: once the file is removed, another process
+    would lock a new one. The check takes the lock again on the new file."""
+    orders = _cross("ETH-USDT", "2000", "1")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    try:
+        matcher.lock.path.unlink()
+        matcher._last_lock_check = 0.0  # the check is due
+        assert matcher.run_once() == 2
+        assert matcher.lock.path.exists()
+        with pytest.raises(MatcherLockError):
+            MarketMatcher(symbol="ETH-USDT").start()
+    finally:
+        matcher.stop()
+    assert _statuses(orders) == {OrderStatus.FILLED}
+
+
+@_FILE_LOCK
+def test_a_lock_file_replaced_and_taken_by_another_matcher_gives_the_market_up(markets):
+    first = MarketMatcher(symbol="ETH-USDT")
+    first.start()
+    second = MarketMatcher(symbol="ETH-USDT")
+    try:
+        first.lock.path.unlink()
+        second.start()  # locks a new file: the first one's lock excludes nobody now
+        first._last_lock_check = 0.0
+        with pytest.raises(LockLost):
+            first.run_once()
+    finally:
+        first.stop()
+        second.stop()

@@ -32,6 +32,7 @@ TASK_ROUTES = {
 BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "kootabase.tasks.heartbeat", "schedule": 30.0},
     "ledger-audit": {"task": "wallets.tasks.ledger_audit", "schedule": 3600.0},
+    "orders-swaps-fail-overdue": {"task": "orders.tasks.swaps_fail_overdue", "schedule": 30.0},
     # At the start of every minute, so a sample counts exactly the minute before it.
     "monitoring-order-sample": {"task": "monitoring.tasks.order_sample", "schedule": crontab()},
     "blockchain-scan-deposits": {"task": "blockchain.tasks.scan_deposits", "schedule": 5.0},

@@ -647,6 +647,33 @@ def _pending_swaps(matchers: Sequence[MarketMatcher]) -> list[SwapExecution]:
     )
 
 
+#: How long after its deadline a pending swap waits for a matcher before the orders worker
+#: fails it (``swaps_fail_overdue``): normally the matcher of its first market fails it
+#: at its deadline, on its next round.
+OVERDUE_AFTER = timedelta(seconds=60)
+
+
+def swaps_fail_overdue(*, limit: int = 500) -> int:
+    """Fail the pending swaps whose deadline passed more than ``OVERDUE_AFTER`` ago with
+    ``swap_quote_expired`` and release their holds; returns how many. These are swaps no
+    matcher picked up: their first market's matcher is down, or runs nowhere. Run by the
+    orders worker (``orders.tasks.swaps_fail_overdue``), beside the matchers: it changes
+    only a swap still pending, and a matcher executes one only under its row's lock and
+    while it is pending, so whichever commits first decides and the other does nothing."""
+    cutoff = timezone.now() - OVERDUE_AFTER
+    overdue = (
+        SwapExecution.objects.filter(status=SwapExecution.Status.PENDING, deadline__lt=cutoff)
+        .select_related("user", "from_currency")
+        .order_by("pk")[:limit]
+    )
+    failed = 0
+    for swap in overdue:
+        if _swap_fail(swap, "swap_quote_expired"):
+            logger.warning("swap %s failed by the orders worker: no matcher executed it by its deadline", swap.pk)
+            failed += 1
+    return failed
+
+
 def swaps_execute(*, matchers: Sequence[MarketMatcher]) -> int:
     """Execute or fail the pending swaps whose first market this process runs; returns
     how many it finished. Called by ``matchers_run`` between rounds."""

@@ -395,3 +395,58 @@ def test_a_freeze_after_the_check_still_stops_the_swap(alice_client, alice, btc,
             matcher.stop()
     assert refused.value.code == "account_frozen"
     assert not Trade.objects.exists() and not Order.objects.filter(user=alice).exists()
+
+
+# --- Swaps no matcher executes ---------------------------------------------------------------
+
+
+def _execute(client, amount: str = "0.1") -> int:
+    return client.post("/api/v1/swap", {"quote_id": quote(client, amount=amount).json()["id"]}).json()["id"]
+
+
+def test_a_swap_no_matcher_executes_is_failed_after_its_deadline(alice_client, alice, btc, book):
+    """BTC-USDT's matcher is down: the orders worker fails its swaps once overdue, and
+    leaves alone those still within their grace and those a matcher finished."""
+    from orders.swap import OVERDUE_AFTER, swaps_fail_overdue
+
+    done = _execute(alice_client)
+    run_matchers()
+    overdue, waiting = _execute(alice_client), _execute(alice_client)
+    assert balance(alice, btc, AccountKind.LOCKED) == Decimal("0.2")
+    now = timezone.now()
+    SwapExecution.objects.filter(pk__in=[done, overdue]).update(deadline=now - OVERDUE_AFTER - timedelta(seconds=1))
+    SwapExecution.objects.filter(pk=waiting).update(deadline=now - timedelta(seconds=1))
+
+    assert swaps_fail_overdue() == 1
+    statuses = dict(SwapExecution.objects.values_list("pk", "status"))
+    assert statuses == {done: "completed", overdue: "failed", waiting: "pending"}
+    assert SwapExecution.objects.get(pk=overdue).reason == "swap_quote_expired"
+    assert balance(alice, btc, AccountKind.LOCKED) == Decimal("0.1")  # the waiting swap's hold only
+    assert JournalEntry.objects.filter(idempotency_key=f"swap-release:{overdue}").count() == 1
+    assert swaps_fail_overdue() == 0  # once
+    assert_audit_ok()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_orders_worker_fails_overdue_swaps(alice_client, alice, btc, book):
+    """Through the beat's task on a real worker consuming the orders queue."""
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from kootabase.celery import BEAT_SCHEDULE
+    from kootabase.celery import app as celery_app
+    from orders.swap import OVERDUE_AFTER
+    from orders.tasks import swaps_fail_overdue
+
+    assert any(entry["task"] == swaps_fail_overdue.name for entry in BEAT_SCHEDULE.values())
+    assert celery_app.amqp.router.route({}, swaps_fail_overdue.name)["queue"].name == "orders"
+    swap = _execute(alice_client)
+    SwapExecution.objects.filter(pk=swap).update(deadline=timezone.now() - OVERDUE_AFTER - timedelta(seconds=1))
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["orders"], shutdown_timeout=10):
+        swaps_fail_overdue.delay()
+        deadline = time.monotonic() + 15
+        while SwapExecution.objects.get(pk=swap).status == "pending" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert SwapExecution.objects.get(pk=swap).status == "failed"
+    assert balance(alice, btc, AccountKind.LOCKED) == 0

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
@@ -127,14 +126,26 @@ def user_check_not_frozen(*, user: User) -> None:
         )
 
 
-def users_lock_frozen(*, user_ids: Collection[int]) -> dict[int, datetime]:
-    """In the caller's transaction: lock the users' rows until it ends, and return those
-    frozen, with when. ``user_freeze`` locks the row too, so a freeze either committed
-    before and is returned here, or waits for the caller's transaction (and then its
-    cancel of the user's orders sees what that transaction wrote). Every row is locked,
-    frozen or not, in id order (two callers never wait on each other in a circle)."""
-    rows = User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", "frozen_at")
-    return {user_id: frozen_at for user_id, frozen_at in rows if frozen_at is not None}
+def users_lock_frozen(*, user_ids: Collection[int]) -> set[int]:
+    """In the caller's transaction: lock the users' rows until it ends, and return the ids
+    of those frozen. ``user_freeze`` locks the row too, so a freeze either committed
+    before and is seen here, or waits for the caller's transaction (and then its cancel
+    of the user's orders sees what that transaction wrote). Every row is locked, frozen or
+    not, in id order (two callers never wait on each other in a circle). Order placement
+    runs this for every group: plain SQL, without the ORM's building (about 0.25 ms)."""
+    ids = sorted(user_ids)
+    if not ids:
+        return set()
+    quote = connection.ops.quote_name
+    pk, frozen = quote(User._meta.pk.column), quote(User._meta.get_field("frozen_at").column)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: the write lock is held
+    sql = (
+        f"SELECT {pk}, {frozen} IS NOT NULL FROM {quote(User._meta.db_table)} "  # noqa: S608 - names from the model
+        f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))}) ORDER BY {pk}{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        return {user_id for user_id, is_frozen in cursor.fetchall() if is_frozen}
 
 
 @transaction.atomic

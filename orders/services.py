@@ -452,7 +452,7 @@ def _place_all(
 def _refuse_frozen(
     requests: Sequence[PlaceRequest],
     new: list[tuple[int, Order]],
-    frozen: dict[int, Any],
+    frozen: set[int],
     outcomes: list[Placement | ServiceError | None],
 ) -> list[tuple[int, Order]]:
     """The new orders whose users are not in ``frozen``; the others are refused
@@ -463,7 +463,7 @@ def _refuse_frozen(
             kept.append((index, order))
             continue
         user = requests[index].user
-        user.frozen_at = frozen[order.user_id]
+        user.refresh_from_db(fields=["frozen_at", "frozen_reason"])
         try:
             user_check_not_frozen(user=user)
         except ServiceError as exc:

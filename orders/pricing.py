@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from kootabase.errors import ServiceError
+from kootabase.statements import Statement
 from matching.engine import MAX_INT, AmountOutOfRange, MarketSpec, PriceNotOnTick, QtyNotOnLot
 from orders.catalog import fee_tiers_for
 from orders.models import FeeTier, Market
@@ -143,11 +144,21 @@ def fee_rates_for(*, user: User, market: Market) -> FeeRates:
     maker, taker = market.maker_fee_rate, market.taker_fee_rate
     if not fee_tiers_for(market):  # the common case: no tier to look the user's groups up for
         return FeeRates(maker=maker, taker=taker)
-    tiers = FeeTier.objects.filter(Q(market=market) | Q(market__isnull=True), group__user=user)
-    for tier in tiers:
-        maker = min(maker, tier.maker_fee_rate)
-        taker = min(taker, tier.taker_fee_rate)
+    for tier_maker, tier_taker in _USER_TIERS.rows(market_id=market.pk, user_id=user.pk):
+        maker = min(maker, tier_maker)
+        taker = min(taker, tier_taker)
     return FeeRates(maker=maker, taker=taker)
+
+
+#: The rates of the tiers that apply to a user on a market (placement reads them for every
+#: order of a market with tiers: compiled once).
+_USER_TIERS = Statement(
+    lambda market_id, user_id: FeeTier.objects.filter(
+        Q(market_id=market_id) | Q(market__isnull=True), group__user=user_id
+    ).values_list("maker_fee_rate", "taker_fee_rate"),
+    market_id=FeeTier._meta.get_field("market"),
+    user_id=User._meta.pk,
+)
 
 
 def buy_hold(*, price: Decimal, quantity: Decimal, rate: Decimal, precision: int) -> Decimal:

@@ -21,6 +21,7 @@ from accounts.services import user_check_not_frozen, users_lock_frozen
 from kootabase.db import model_build, rows_delete, rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
 from kootabase.events import broadcast_after_commit, user_group
+from kootabase.statements import Statement
 from orders.catalog import market_by_symbol
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
 from orders.pricing import (
@@ -86,17 +87,38 @@ def market_get(*, symbol: str) -> Market:
     return market
 
 
+# Read by placement for every market and stop order (in the placement thread): compiled once.
+_LAST_PRICE = Statement(
+    lambda market_id: Trade.objects.filter(market_id=market_id).order_by("-trade_no").values_list("price")[:1],
+    market_id=Trade._meta.get_field("market"),
+)
+_RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+def _best_resting(side: str, ordering: str) -> Statement:
+    return Statement(
+        lambda market_id: (
+            Order.objects.filter(market_id=market_id, side=side, status__in=_RESTING_STATUSES)
+            .order_by(ordering)
+            .values_list("price")[:1]
+        ),
+        market_id=Order._meta.get_field("market"),
+    )
+
+
+_BEST_ASK, _BEST_BID = _best_resting(Side.SELL, "price"), _best_resting(Side.BUY, "-price")
+
+
 def _last_price(market: Market) -> Decimal | None:
-    return Trade.objects.filter(market=market).order_by("-trade_no").values_list("price", flat=True).first()
+    rows = _LAST_PRICE.rows(market_id=market.pk)
+    return rows[0][0] if rows else None
 
 
 def _best_price_against(market: Market, side: str) -> Decimal | None:
     """The best price resting against an order of ``side`` (the lowest ask for a buy, the
     highest bid for a sell), from the stored book; None when that side is empty."""
-    resting = Order.objects.filter(
-        market=market, side=Side.SELL if side == Side.BUY else Side.BUY, status__in=_RESTING_STATUSES
-    )
-    return resting.order_by("price" if side == Side.BUY else "-price").values_list("price", flat=True).first()
+    rows = (_BEST_ASK if side == Side.BUY else _BEST_BID).rows(market_id=market.pk)
+    return rows[0][0] if rows else None
 
 
 def market_reference_price(*, market: Market, side: str) -> Decimal | None:
@@ -120,7 +142,6 @@ def _forbid(value: Any, code: str, message: str) -> None:
 _SIDES = frozenset(Side.values)
 _TYPES = frozenset(OrderType.values)
 _TIMES_IN_FORCE = frozenset(TimeInForce.values)
-_RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 def _check(

@@ -65,7 +65,7 @@ class GroupPlacer:
         """Place the order with whatever else is waiting; raises its refusal."""
         generated = not request.client_order_id
         if generated:
-            request = request._replace(client_order_id=uuid.uuid4().hex)
+            request = request._replace(client_order_id=uuid.uuid4().hex, fresh_id=True)
         future: Future[Placement | ServiceError] = Future()
         self._waiting.put((request, future))
         while True:
@@ -140,7 +140,8 @@ class GroupPlacer:
         for request, future in group:
             try:
                 close_old_connections()
-                outcome = orders_place_many(requests=[request])[0]
+                # Its group may have been committed after all: the id is no longer fresh.
+                outcome = orders_place_many(requests=[request._replace(fresh_id=False)])[0]
             except Exception as exc:
                 logger.exception("placing order %s on its own failed", request.client_order_id)
                 future.set_exception(exc)

@@ -319,12 +319,15 @@ _REQUEST_DEFAULTS: dict[str, Any] = {
 
 
 class PlaceRequest(NamedTuple):
-    """One order to place: ``order_place_or_get``'s arguments."""
+    """One order to place: ``order_place_or_get``'s arguments. ``fresh_id``: the
+    ``client_order_id`` was made for this request a moment ago and no order can have it
+    yet, so a refusal is not looked up as a repeat."""
 
     user: User
     market_symbol: str
     fields: dict[str, Any]  # side, type, time_in_force, post_only, price, stop_price, quantity, quote_amount
     client_order_id: str
+    fresh_id: bool = False
 
 
 def place_request(*, user: User, market_symbol: str, **kwargs: Any) -> PlaceRequest:
@@ -392,7 +395,7 @@ def orders_place_many(*, requests: Sequence[PlaceRequest]) -> list[Placement | S
                 raise
             stored = found
     refused = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, ServiceError)]
-    repeats = [requests[i] for i in refused if requests[i].client_order_id]
+    repeats = [requests[i] for i in refused if requests[i].client_order_id and not requests[i].fresh_id]
     if repeats:
         found = _stored_orders(repeats)
         for index in refused:

@@ -446,3 +446,21 @@ def test_a_market_order_before_the_first_trade_is_valued_at_the_best_price_again
     assert (small.status_code, small.json()["code"]) == (400, "below_min_notional")
     enough = alice_client.post(URL, {"market": "ETH-USDT", "side": "sell", "type": "market", "quantity": "0.01"})
     assert enough.status_code == 201, enough.json()
+
+
+def test_a_refused_order_with_a_fresh_id_is_not_looked_up_as_a_repeat(alice):
+    """An id the placement thread made a moment ago cannot be stored yet: a refusal is
+    answered without reading the stored orders (a user's id is looked up, as a repeat)."""
+    too_much = {"side": "buy", "type": "limit", "price": Decimal(2000), "quantity": Decimal(9999)}
+    given = place_request(user=alice, market_symbol="ETH-USDT", client_order_id="mine", **too_much)
+    fresh = given._replace(client_order_id="c0ffee", fresh_id=True)
+    orders_place_many(requests=[_request(alice, quantity=Decimal("0.01"))])  # accounts known from here on
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as as_given:
+        assert orders_place_many(requests=[given])[0].code == "insufficient_funds"
+    with CaptureQueriesContext(connection) as as_fresh:
+        assert orders_place_many(requests=[fresh])[0].code == "insufficient_funds"
+    assert len(as_fresh) == len(as_given) - 1
+    assert not any("client_order_id" in query["sql"] and "SELECT" in query["sql"] for query in as_fresh)

@@ -170,6 +170,8 @@ def api_key_authenticate(
         raise SignatureError("api_key_invalid", "Unknown or revoked API key.")
     now_ms = int(time.time() * 1000)
     try:
+        if not expires.isascii():  # int() reads the digits of every script
+            raise ValueError(expires)
         expires_ms = int(expires)
     except ValueError as exc:
         raise SignatureError("signature_expired", "X-KB-EXPIRES must be Unix time in milliseconds.") from exc
@@ -185,7 +187,8 @@ def api_key_authenticate(
     except InvalidToken as exc:  # the encryption key was changed without keeping the old one
         raise SignatureError("api_key_invalid", "This API key can no longer be used; create a new one.") from exc
     expected = sign(secret=secret, method=method, path=path, query=query, expires=expires, body=body)
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # As bytes: a header is read as Latin-1, and compare_digest refuses text beyond ASCII.
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise SignatureError("signature_invalid", "The signature does not match the request.")
     if not _ip_allowed(api_key, ip):
         raise PermissionDenied("ip_not_allowed", "This API key may not be used from this IP address.")

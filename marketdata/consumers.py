@@ -36,6 +36,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from kootabase.api.parsers import nests_deeper_than
 from kootabase.errors import ServiceError
 from kootabase.events import user_group
 from marketdata.auth import Grant, Reason, grants_revoked, session_grant, ws_authenticate
@@ -212,6 +213,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.send_error("binary_not_supported", "Send JSON text frames.")
             return
         try:
+            if nests_deeper_than(text_data):  # the decoder would recurse past the stack (see there)
+                raise ValueError("nested too deep")
             message = json.loads(text_data)
         except ValueError:
             await self.send_error("malformed_json", "The message is not valid JSON.")

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -88,6 +89,17 @@ def _validation_error(exc: exceptions.ValidationError) -> tuple[str, str, dict[s
     return code, message, details
 
 
+def _suspicious(exc: SuspiciousOperation) -> tuple[int, str, str]:
+    """A request Django refuses to read: too large a body, too many query parameters (Django
+    answers them 400 itself, and logs them to ``django.security``, when no view catches them)."""
+    logging.getLogger(f"django.security.{type(exc).__name__}").error(str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "request_too_large", "The request body is too large."
+    if isinstance(exc, TooManyFieldsSent):
+        return 400, "too_many_fields", "The request has too many parameters."
+    return 400, "bad_request", "The request cannot be read."
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every failure leaves in the one format."""
     headers: dict[str, str] = {}
@@ -102,6 +114,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status_code, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, DjangoPermissionDenied):
         status_code, code, message, details = 403, "permission_denied", "You may not do this.", {}
+    elif isinstance(exc, SuspiciousOperation):
+        status_code, code, message = _suspicious(exc)
+        details = {}
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code
         codes = exc.get_codes()

@@ -19,10 +19,23 @@ class CursorPagination(pagination.CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 500
     invalid_cursor_message = "Invalid cursor: follow a page's next or previous link."
+    invalid_limit_message = f"The page size is a whole number from 1 (at most {max_page_size} are given)."
 
     def paginate_queryset(self, queryset: QuerySet, request: Request, view: APIView | None = None) -> list[Any]:
         self.model: type[Model] = queryset.model  # the position of a cursor is one of its values
         return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request: Request) -> int:
+        """``limit``: digits of a number from 1, at most ``max_page_size`` given; anything
+        else is a 400 ``limit_invalid`` (DRF answers it with the default page size)."""
+        limit = request.query_params.get(self.page_size_query_param)
+        if limit is None:
+            return self.page_size
+        digits = limit.lstrip("0")
+        if not (digits.isascii() and digits.isdigit()):
+            detail = ErrorDetail(self.invalid_limit_message, code="invalid")
+            raise exceptions.ValidationError({self.page_size_query_param: [detail]})
+        return min(int(digits), self.max_page_size) if len(digits) <= 4 else self.max_page_size
 
     def decode_cursor(self, request: Request) -> pagination.Cursor | None:
         """The cursor of the request, if any: one this API did not write is a 400

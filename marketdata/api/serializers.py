@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from rest_framework import serializers
 
 from kootabase.api.serializers import InputSerializer
@@ -83,11 +85,20 @@ class PublicTradeSerializer(serializers.Serializer):
     time = serializers.CharField()
 
 
+_LATEST_END = datetime.max.replace(tzinfo=UTC) - timedelta(seconds=max(seconds for _, seconds in INTERVALS.values()))
+
+
 class CandlesInput(InputSerializer):
     interval = serializers.ChoiceField(choices=list(INTERVALS), default="1m")
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)
     limit = serializers.IntegerField(min_value=1, max_value=CANDLES_LIMIT_MAX, default=500)
+
+    def validate_end(self, end: datetime) -> datetime:
+        # The selector reads up to the end of the candle that holds ``end``: it must exist.
+        if end > _LATEST_END:
+            raise serializers.ValidationError("Datetime value out of range.", code="overflow")
+        return end
 
     def validate(self, data: dict) -> dict:
         if data.get("start") and data.get("end") and data["start"] > data["end"]:

@@ -85,6 +85,8 @@ def test_bad_messages_get_error_frames_and_the_connection_stays_usable(markets):
         ws = await connect()
         cases = [
             ("{oops", "malformed_json"),
+            # Nested past the stack under the process's recursion limit: it once crashed the worker.
+            ('{"op": "ping", "x": ' + "[" * 70_000 + "]" * 70_000 + "}", "malformed_json"),
             ('{"op": "dance"}', "unknown_op"),
             ('["subscribe"]', "missing_op"),
             ('{"op": "subscribe", "channels": "depth.ETH-USDT"}', "channels_invalid"),

@@ -47,8 +47,20 @@ class MoneyOut(serializers.Field):
         return money_str(value)
 
 
+class DecimalInput(serializers.DecimalField):
+    """DRF's decimal, written in ASCII. Python reads the digits of every script and digit
+    groups (``"١٢"`` is 12, ``"1_000"`` 1000, and 1, an Arabic-Indic zero and 5, which looks
+    like "1.5", is 105): a price or an amount with any character beyond ASCII, or with
+    ``_``, is ``<field>_invalid``."""
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, str) and (not data.isascii() or "_" in data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def money_in(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return DecimalInput(
         max_digits=AMOUNT_MAX_DIGITS,
         decimal_places=AMOUNT_DECIMAL_PLACES,
         required=False,
@@ -370,7 +382,7 @@ class PositionsOutput(serializers.Serializer):
 class SwapQuoteInput(InputSerializer):
     from_currency = serializers.CharField(max_length=16, help_text="What to spend, e.g. BTC.")
     to_currency = serializers.CharField(max_length=16, help_text="What to get, e.g. ETH.")
-    amount = serializers.DecimalField(
+    amount = DecimalInput(
         max_digits=AMOUNT_MAX_DIGITS,
         decimal_places=AMOUNT_DECIMAL_PLACES,
         coerce_to_string=True,
@@ -402,7 +414,7 @@ class SwapQuoteSerializer(serializers.Serializer):
 
 class SwapExecuteInput(InputSerializer):
     quote_id = serializers.UUIDField()
-    slippage = serializers.DecimalField(
+    slippage = DecimalInput(
         max_digits=8,
         decimal_places=6,
         coerce_to_string=True,

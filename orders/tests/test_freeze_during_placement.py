@@ -4,7 +4,6 @@ either refused or cancelled by the freeze, never left live on a frozen account."
 from __future__ import annotations
 
 import threading
-from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -13,21 +12,10 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import user_freeze
 from orders.models import Order
-from orders.services import orders_place_many, place_request
+from orders.services import orders_place_many
 from orders.tests.conftest import balance, world_state
+from orders.tests.test_group_placement import _request
 from wallets.models import AccountKind
-
-
-def _request(user, client_order_id: str):
-    return place_request(
-        user=user,
-        market_symbol="ETH-USDT",
-        side="buy",
-        type="limit",
-        price=Decimal(2000),
-        quantity=Decimal(1),
-        client_order_id=client_order_id,
-    )
 
 
 @pytest.mark.django_db
@@ -35,7 +23,7 @@ def test_a_freeze_committed_after_the_user_was_read_refuses_the_order(alice, bob
     """The request's user was read (authenticated) before the freeze committed."""
     User.objects.filter(pk=alice.pk).update(frozen_at=timezone.now())  # alice's object is stale
     before = balance(alice, usdt, AccountKind.AVAILABLE)
-    outcomes = orders_place_many(requests=[_request(alice, "a-1"), _request(bob, "b-1")])
+    outcomes = orders_place_many(requests=[_request(alice, "1", "a-1"), _request(bob, "1", "b-1")])
     assert outcomes[0].code == "account_frozen" and outcomes[0].status == 403
     assert outcomes[1].created  # another user's order in the same group is placed
     assert not Order.objects.filter(user=alice).exists()
@@ -47,7 +35,7 @@ def test_a_freeze_committed_after_the_user_was_read_refuses_the_order(alice, bob
 def test_a_frozen_users_refusal_changes_nothing(alice, usdt):
     User.objects.filter(pk=alice.pk).update(frozen_at=timezone.now())
     before = world_state()
-    assert orders_place_many(requests=[_request(alice, "a-1")])[0].code == "account_frozen"
+    assert orders_place_many(requests=[_request(alice, "1", "a-1")])[0].code == "account_frozen"
     assert world_state() == before
 
 
@@ -62,7 +50,7 @@ def test_a_freeze_during_a_placement_waits_and_cancels_the_order(alice, usdt):
     def place() -> None:
         try:
             with transaction.atomic():
-                outcome = orders_place_many(requests=[_request(alice, "during")])[0]
+                outcome = orders_place_many(requests=[_request(alice, "1", "during")])[0]
                 order_ids.append(outcome.order.pk)
                 placed.set()
                 froze.wait(1.0)  # the freeze is waiting for this transaction now (or soon)

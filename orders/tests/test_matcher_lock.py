@@ -21,7 +21,7 @@ from wallets.tests.factories import fund
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _kill(connection_id: int) -> None:
+def kill_connection(connection_id: int) -> None:
     """What the server does to an idle connection past ``wait_timeout``, or a restart to all."""
     side = connections.create_connection("default")
     try:
@@ -76,7 +76,7 @@ def test_a_lock_lost_with_its_connection_is_taken_again(markets):
     matcher = MarketMatcher(symbol="ETH-USDT")
     matcher.start()
     try:
-        _kill(_lock_connection_id(matcher))
+        kill_connection(_lock_connection_id(matcher))
         assert _holder(matcher.lock) is None  # freed: a second matcher could start now
         matcher.lock.verify()
         assert _holder(matcher.lock) == _lock_connection_id(matcher)
@@ -96,7 +96,7 @@ def test_a_lock_taken_by_another_matcher_meanwhile_stops_this_one(markets):
     first.start()
     second = MarketMatcher(symbol="ETH-USDT")
     try:
-        _kill(_lock_connection_id(first))
+        kill_connection(_lock_connection_id(first))
         second.start()  # the lock was free: the second matcher takes the market
         with pytest.raises(MatcherLockError):
             first.lock.verify()
@@ -122,7 +122,7 @@ def test_a_lock_held_by_its_own_lost_connection_is_run_on_under_fencing(markets)
     matcher.start()
     zombie = connections.create_connection("default")
     try:
-        _kill(_lock_connection_id(matcher))
+        kill_connection(_lock_connection_id(matcher))
         with zombie.cursor() as cursor:  # stands for the old connection, still open on the server
             cursor.execute("SELECT GET_LOCK(%s, 0)", [matcher.lock.name])
         matcher._last_lock_check = 0.0
@@ -151,7 +151,7 @@ def test_the_run_loop_checks_its_lock_and_gives_up_a_market_taken_over(markets, 
         if turn == 0:  # started: ETH-USDT's lock connection dies, and another matcher starts
             with connection.cursor() as cursor:
                 cursor.execute("SELECT IS_USED_LOCK(%s)", [other.lock.name])
-                _kill(cursor.fetchone()[0])
+                kill_connection(cursor.fetchone()[0])
             other.start()
         return turn > 3
 
@@ -173,7 +173,7 @@ def test_shutdown_releases_every_lock_when_one_connection_is_gone(markets):
 
     def should_stop() -> bool:
         if next(rounds) == 0:  # the first market's lock connection dies just before shutdown
-            _kill(_holder(locks[0]))
+            kill_connection(_holder(locks[0]))
             return True
         return False
 

@@ -164,10 +164,9 @@ def test_the_matcher_goes_on_after_its_database_connection_is_lost(markets):
     that fails on it is logged and the next one runs on a new connection."""
     import itertools
 
-    from django.db import connections
-
     from orders.matcher import matchers_run
     from orders.services import order_place
+    from orders.tests.test_matcher_lock import kill_connection
 
     alice, bob = trader("alice@example.com"), trader("bob@example.com")
     common = {"market_symbol": "ETH-USDT", "type": "limit", "price": Decimal(2000), "quantity": Decimal(1)}
@@ -180,12 +179,7 @@ def test_the_matcher_goes_on_after_its_database_connection_is_lost(markets):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT CONNECTION_ID()")
                 (lost,) = cursor.fetchone()
-            side = connections.create_connection("default")
-            try:
-                with side.cursor() as cursor:
-                    cursor.execute(f"KILL {int(lost)}")
-            finally:
-                side.close()
+            kill_connection(lost)
         return turn > 4
 
     matchers_run(symbols=["ETH-USDT"], should_stop=should_stop)

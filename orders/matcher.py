@@ -156,7 +156,7 @@ class MarketLock:
         self.alias = alias
         self._file: BinaryIO | None = None
         self._connection: Any = None
-        self._held_on_server = False  # acquired with GET_LOCK: verify() checks it is still ours
+        self._kind: str | None = None  # "server" (GET_LOCK) or "file" (flock) once acquired: what verify() checks
 
     @property
     def name(self) -> str:
@@ -172,9 +172,10 @@ class MarketLock:
     def acquire(self) -> None:
         if connections[self.alias].vendor == "mysql":
             self._acquire_mysql()
-            self._held_on_server = True
+            self._kind = "server"
         else:
             self._acquire_file()
+            self._kind = "file"
 
     def verify(self) -> None:
         """Check that the lock is still this process's. A named lock is freed when its
@@ -184,9 +185,9 @@ class MarketLock:
         again if it is free, and ``MatcherLockError`` if another holder has it now. A
         server that cannot be reached raises its ``DatabaseError``, and the next
         ``verify()`` tries again."""
-        if self._file is not None:
+        if self._kind == "file":
             self._verify_file()
-        if not self._held_on_server:
+        if self._kind != "server":
             return
         if self._connection is not None:
             try:
@@ -202,17 +203,17 @@ class MarketLock:
         self._acquire_mysql()
 
     def _verify_file(self) -> None:
-        assert self._file is not None
-        try:
-            current = self.path.stat()
-        except FileNotFoundError:
-            current = None
-        held = os.fstat(self._file.fileno())
-        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-            return
-        logger.warning("matcher %s: lock file %s was removed or replaced; taking it again", self.symbol, self.path)
-        self._file.close()  # the old file's lock goes with it
-        self._file = None
+        if self._file is not None:
+            try:
+                current = self.path.stat()
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(self._file.fileno())
+            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                return
+            logger.warning("matcher %s: lock file %s was removed or replaced; taking it again", self.symbol, self.path)
+            self._file.close()  # the old file's lock goes with it
+            self._file = None
         self._acquire_file()
 
     def _acquire_file(self) -> None:
@@ -244,7 +245,7 @@ class MarketLock:
         self._connection = connection
 
     def release(self) -> None:
-        self._held_on_server = False
+        self._kind = None
         if self._file is not None:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()

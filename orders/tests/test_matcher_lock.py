@@ -260,3 +260,27 @@ def test_a_lock_file_replaced_and_taken_by_another_matcher_gives_the_market_up(m
     finally:
         first.stop()
         second.stop()
+
+
+@_FILE_LOCK
+def test_a_replaced_lock_file_held_by_no_matcher_is_taken_once_free(markets):
+    """The new file is locked by something that started no matcher (the epoch is still
+    this matcher's): it runs on under fencing, and locks the file once it is free."""
+    import fcntl
+
+    orders = _cross("ETH-USDT", "2000", "1")
+    matcher = MarketMatcher(symbol="ETH-USDT")
+    matcher.start()
+    try:
+        matcher.lock.path.unlink()
+        with matcher.lock.path.open("a+b") as other:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            matcher._last_lock_check = 0.0
+            assert matcher.run_once() == 2  # the check found the file held elsewhere, and ran on
+        matcher._last_lock_check = 0.0  # the other holder is gone
+        matcher.run_once()
+        with pytest.raises(MatcherLockError):
+            MarketMatcher(symbol="ETH-USDT").start()
+    finally:
+        matcher.stop()
+    assert _statuses(orders) == {OrderStatus.FILLED}

@@ -7,6 +7,7 @@ the failing part named.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -36,6 +37,11 @@ def check_cache() -> None:
     cache.delete(key)
 
 
+#: How long a probe's round trip through the channel layer may take: a probe that waits
+#: for ever would hold its request thread for ever (a receive waits until a message comes).
+CHANNEL_LAYER_TIMEOUT = 5.0
+
+
 def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -44,7 +50,7 @@ def check_channel_layer() -> None:
     async def roundtrip() -> None:
         channel = await layer.new_channel("readyz.")
         await layer.send(channel, {"type": "readyz.ping"})
-        message = await layer.receive(channel)
+        message = await asyncio.wait_for(layer.receive(channel), CHANNEL_LAYER_TIMEOUT)
         if message.get("type") != "readyz.ping":
             raise RuntimeError("channel layer returned an unexpected message")
 

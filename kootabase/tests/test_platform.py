@@ -35,6 +35,18 @@ def test_readyz_names_the_failing_part(client: Client, monkeypatch):
     assert body["details"]["checks"]["database"] == "ok"
 
 
+@pytest.mark.django_db
+def test_readyz_does_not_wait_for_ever_on_the_channel_layer(client: Client, monkeypatch):
+    """A round trip that does not come back in time names the channel layer (a probe that
+    waited for ever would hold its request thread for ever)."""
+    from kootabase import health
+
+    monkeypatch.setattr(health, "CHANNEL_LAYER_TIMEOUT", 0.0)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["details"]["checks"]["channel_layer"].startswith("error: TimeoutError")
+
+
 def test_openapi_schema_generates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/v1/me" in (tmp_path / "schema.yaml").read_text()

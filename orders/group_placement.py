@@ -74,6 +74,8 @@ class GroupPlacer:
                 outcome = future.result(timeout=THREAD_CHECK_EVERY)
                 break
             except TimeoutError:
+                if future.done():  # the placement itself failed with a timeout (a socket's, say)
+                    raise
                 continue
         if isinstance(outcome, ServiceError):
             raise outcome

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
-from kootabase.statements import Statement
+from kootabase.statements import Many, Statement
 from wallets import services
 from wallets.models import Currency, Transfer
 
@@ -138,3 +138,31 @@ def test_a_fixed_statement_read_through_a_named_index(transfers):
         Statement(lambda: Transfer.objects.all(), index="no_such_index").rows()
     with pytest.raises(ValueError, match="one table"):
         Statement(lambda: Transfer.objects.select_related("sender"), index="wallets_transfer_sender_time").rows()
+
+
+def test_a_list_of_values_is_compiled_once_per_power_of_two(transfers):
+    """A ``Many`` value (an ``__in`` list): the rows are the ORM's for every length, the
+    statement is built for 1, 2, 4, 8 ... values, and a shorter list is padded."""
+    _, usdt, made = transfers
+    calls = []
+
+    def build(ids, currency_id):
+        calls.append(len(ids))
+        return Transfer.objects.filter(pk__in=ids, currency_id=currency_id).order_by("id")
+
+    statement = Statement(build, ids=Many(Transfer._meta.pk), currency_id=Transfer._meta.get_field("currency"))
+    pks = [t.pk for t in made]
+    for length in range(1, len(pks) + 1):
+        for chosen in (pks[:length], pks[-length:][::-1]):
+            got = statement.objects(ids=chosen, currency_id=usdt.pk)
+            assert [t.pk for t in got] == sorted(chosen)
+            assert [t.amount for t in got] == [Transfer.objects.get(pk=pk).amount for pk in sorted(chosen)]
+    assert statement.rows(ids=[pks[0], pks[0], 987_654_321], currency_id=usdt.pk) == [
+        tuple(Transfer.objects.filter(pk=pks[0]).values_list(*[f.attname for f in Transfer._meta.concrete_fields])[0])
+    ]
+    assert statement.count(ids=pks, currency_id=usdt.pk + 1) == 0
+    assert sorted(set(calls)) == [1, 2, 4]  # 4 transfers: lists of 1, 2, 3 and 4 values
+    with pytest.raises(ValueError, match="at least one"):
+        statement.rows(ids=[], currency_id=usdt.pk)
+    with pytest.raises(ValueError, match="at most one"):
+        Statement(build, ids=Many(Transfer._meta.pk), currency_id=Many(Transfer._meta.get_field("currency")))

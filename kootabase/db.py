@@ -301,6 +301,45 @@ def rows_update(
             )
 
 
+@lru_cache(maxsize=128)
+def _update_where_sql(alias: str, table: str, assigned: tuple[str, ...], matched: tuple[str, ...]) -> str:
+    quote = connections[alias].ops.quote_name
+    assignments = ", ".join(f"{quote(column)} = %s" for column in assigned)
+    conditions = " AND ".join(f"{quote(column)} = %s" for column in matched)
+    return f"UPDATE {quote(table)} SET {assignments} WHERE {conditions}"  # noqa: S608 - quoted model identifiers
+
+
+def row_update_where(model: type[models.Model], *, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+    """``model.objects.filter(**where).update(**values)`` for conditions that are equalities
+    and values that are plain values, by attribute name (``market_id``), without building
+    the ORM's query on every call: its SQL is made once per shape, and the values are
+    converted by the fields themselves (``Values``). Returns how many rows matched, as the
+    ORM's ``update`` does (on MySQL/MariaDB Django's connection counts rows found, not
+    changed). For a small statement run every matcher batch (a fence, a state row)."""
+    if not where or any(value is None for value in where.values()):
+        raise ValueError("row_update_where needs conditions, none of them on NULL")
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    by_attname = {field.attname: field for field in model._meta.concrete_fields}
+    try:
+        fields = [by_attname[name] for name in (*values, *where)]
+    except KeyError as exc:
+        raise TypeError(f"{model.__name__} has no column attribute {exc.args[0]!r}") from None
+    converted = Values(connection, fields)
+    params = [
+        convert(value) for convert, value in zip(converted.columns, (*values.values(), *where.values()), strict=True)
+    ]
+    sql = _update_where_sql(
+        alias,
+        model._meta.db_table,
+        tuple(by_attname[name].column for name in values),
+        tuple(by_attname[name].column for name in where),
+    )
+    with connection.cursor() as cursor:
+        converted.execute(cursor, sql, params)
+        return cursor.rowcount
+
+
 @lru_cache(maxsize=256)
 def _insert_sql(
     alias: str, table: str, columns: tuple[str, ...], rows: int, returning: str | None, suffix: str = ""

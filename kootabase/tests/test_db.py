@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import User
-from kootabase.db import rows_insert, rows_update
+from kootabase.db import row_update_where, rows_insert, rows_update
 from orders.models import Market
 
 
@@ -134,6 +134,38 @@ def test_rows_update_writes_times_and_keys_exactly():
     assert list(User.objects.filter(email__startswith="t").order_by("pk").values_list("frozen_at", flat=True)) == [
         user.frozen_at for user in users
     ]
+
+
+@pytest.mark.django_db
+def test_row_update_where_writes_and_counts_what_the_orms_update_does():
+    """Rows matched, not rows changed (a value written again counts); exact decimals,
+    times, text and NULL; a condition that matches nothing writes nothing."""
+    from datetime import UTC, datetime
+
+    from orders import demo
+
+    demo.seed()
+    eth, btc = Market.objects.order_by("pk")[:2]
+    kept = Market.objects.filter(pk=btc.pk).values_list("tick_size", "status").get()
+    values = {"tick_size": Decimal("0.000000000000000001"), "status": Market.Status.HALTED}
+    assert row_update_where(Market, where={"id": eth.pk, "symbol": eth.symbol}, values=values) == 1
+    assert row_update_where(Market, where={"id": eth.pk, "symbol": eth.symbol}, values=values) == 1  # unchanged
+    assert row_update_where(Market, where={"id": eth.pk, "symbol": "NO-SUCH"}, values={"status": "active"}) == 0
+    assert Market.objects.filter(pk=eth.pk).values_list("tick_size", "status").get() == (
+        Decimal("0.000000000000000001"),
+        "halted",
+    )
+    assert Market.objects.filter(pk=btc.pk).values_list("tick_size", "status").get() == kept
+    user = User.objects.create(email="w@example.com", name="x")
+    moment = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    assert row_update_where(User, where={"id": user.pk}, values={"frozen_at": moment, "name": "O'Brien \\ ü"}) == 1
+    assert User.objects.filter(pk=user.pk).values_list("frozen_at", "name").get() == (moment, "O'Brien \\ ü")
+    assert row_update_where(User, where={"id": user.pk}, values={"frozen_at": None}) == 1
+    assert User.objects.get(pk=user.pk).frozen_at is None
+    with pytest.raises(ValueError, match="NULL"):
+        row_update_where(User, where={"frozen_at": None}, values={"name": "y"})
+    with pytest.raises(TypeError, match="no column attribute"):
+        row_update_where(User, where={"id": user.pk}, values={"nope": 1})
 
 
 @pytest.mark.django_db

@@ -27,11 +27,11 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from kootabase.db import rows_upsert
+from kootabase.db import row_update_where, rows_upsert
 from kootabase.events import broadcast_after_commit
 from marketdata.models import Candle, DepthLevel, MarketState
 from matching.engine import Top
@@ -92,6 +92,27 @@ def _refresh_best(state: MarketState, sides: Iterable[str]) -> None:
             state.best_ask, state.best_ask_quantity = price, quantity
 
 
+def _levels_delete(market_id: int, gone: Mapping[str, Sequence[int]]) -> None:
+    """Delete the market's depth levels at these prices in ticks, by side: plain SQL, as
+    every matcher batch with a level gone runs it (the ORM's delete built the query and
+    collected related rows each time; a depth level has none)."""
+    meta = DepthLevel._meta
+    quote = connection.ops.quote_name
+    side, ticks = quote(meta.get_field("side").column), quote(meta.get_field("ticks").column)
+    clauses: list[str] = []
+    params: list[Any] = [market_id]
+    for name, prices in gone.items():
+        if prices:
+            clauses.append(f"({side} = %s AND {ticks} IN ({', '.join(['%s'] * len(prices))}))")
+            params += [name, *prices]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('market').column)} = %s "  # noqa: S608 - names from the model
+            f"AND ({' OR '.join(clauses)})",
+            params,
+        )
+
+
 def _apply_levels(market: Market, levels: Mapping[tuple[str, int], int]) -> tuple[list[list[str]], list[list[str]]]:
     spec = market_spec(market)
     upserts: list[DepthLevel] = []
@@ -104,9 +125,8 @@ def _apply_levels(market: Market, levels: Mapping[tuple[str, int], int]) -> tupl
             upserts.append(DepthLevel(market_id=market.pk, side=side, ticks=ticks, price=price, quantity=quantity))
         else:
             gone[side].append(ticks)
-    removed = [Q(side=side, ticks__in=ticks) for side, ticks in gone.items() if ticks]
-    if removed:
-        DepthLevel.objects.filter(Q(*removed, _connector=Q.OR), market=market).delete()
+    if gone[DepthLevel.Side.BID] or gone[DepthLevel.Side.ASK]:
+        _levels_delete(market.pk, gone)
     rows_upsert(DepthLevel, upserts, unique_fields=["market", "side", "ticks"], update_fields=["price", "quantity"])
     return out[DepthLevel.Side.BID], out[DepthLevel.Side.ASK]
 
@@ -267,7 +287,8 @@ class MarketDataWriter:
         if trades and trades[-1].trade_no > stored.last_trade_no:
             last = trades[-1]
             fields |= {"last_price": last.price, "last_trade_no": last.trade_no, "last_trade_at": last.created_at}
-        return MarketState.objects.filter(market=self.market, seq=stored.seq).update(**fields) == 1
+        where = {"market_id": self.market.pk, "seq": stored.seq}
+        return row_update_where(MarketState, where=where, values=fields) == 1
 
 
 def marketdata_rebuild(*, market: Market, chunk: int = 5000) -> MarketState:

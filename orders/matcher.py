@@ -48,10 +48,10 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
-from kootabase.db import exists_using_index, model_build, rows_insert, rows_update, writes_streamed
+from kootabase.db import exists_using_index, model_build, row_update_where, rows_insert, rows_update, writes_streamed
 from kootabase.errors import ServiceError
 from kootabase.events import broadcasts_after_commit, broadcasts_flush
-from kootabase.statements import Statement
+from kootabase.statements import Many, Statement
 from matching.engine import (
     BUY,
     FOK,
@@ -285,13 +285,19 @@ def _cancel_reason(order: Order) -> str:
     return order.cancel_reason or "user_cancel"
 
 
+#: Orders by id, whole rows (the makers a batch fills that it did not read).
+_ORDERS_BY_ID = Statement(lambda ids: Order.objects.filter(pk__in=ids), ids=Many(Order._meta.pk))
+_ORDERS_BY_ID_AT_ONCE = 512
+
+
 class _QueueReads:
     """A matcher's reads of its market's queues, compiled once (their SQL never changes for
     a market and a batch size; compiling them cost a fifth of a small batch): the poll,
     which says in one statement the market's status and whether there are pending orders
     and cancel requests, and a batch of each — of pending orders all of them, or on a
     cancel-only market only those cancelled before they reached the book. Each kind is
-    read through its own index, named: see ``kootabase.db.sql_using_index``."""
+    read through its own index, named: see ``kootabase.db.sql_using_index``. And the
+    market's status under a row lock, which every batch's transaction reads."""
 
     def __init__(self, market_id: int, batch_size: int) -> None:
         def pending() -> Any:
@@ -315,6 +321,9 @@ class _QueueReads:
             lambda: pending().filter(cancel_requested=True).order_by("pk")[:batch_size], index=_PENDING_INDEX
         )
         self.cancels = Statement(lambda: cancels().order_by("pk")[:batch_size], index=_CANCELS_INDEX)
+        self.status_locked = Statement(
+            lambda: Market.objects.select_for_update().filter(pk=market_id).values_list("status")
+        )
 
 
 class MarketMatcher:
@@ -542,13 +551,15 @@ class MarketMatcher:
     def _check_status(self, status: str) -> None:
         """In the batch's transaction: the market still has the status the batch was worked
         out for. The row lock orders this against ``orders.controls.market_status_set``."""
-        now = Market.objects.select_for_update().filter(pk=self._market().pk).values_list("status", flat=True).get()
+        ((now,),) = self._queues().status_locked.rows()
         if now != status:
             raise MarketStatusChanged(f"the market went from {status} to {now}")
 
     def _fence(self) -> None:
-        updated = MatcherState.objects.filter(market=self._market(), epoch=self.epoch).update(
-            last_seq=self.last_seq, last_trade_no=self.last_trade_no, heartbeat_at=timezone.now()
+        updated = row_update_where(
+            MatcherState,
+            where={"market_id": self._market().pk, "epoch": self.epoch},
+            values={"last_seq": self.last_seq, "last_trade_no": self.last_trade_no, "heartbeat_at": timezone.now()},
         )
         if updated != 1:
             raise FencingError(
@@ -675,9 +686,13 @@ class MarketMatcher:
                     wanted.add(event.maker_order_id)
                 elif event[0] in (EventKind.CANCELLED, EventKind.TRIGGERED, EventKind.FILLED):
                     wanted.add(event.order_id)
-        missing = wanted - batch.orders.keys()
+        missing = sorted(wanted - batch.orders.keys())
         if missing:
-            loaded = Order.objects.in_bulk(missing)
+            loaded = {
+                order.pk: order
+                for start in range(0, len(missing), _ORDERS_BY_ID_AT_ONCE)
+                for order in _ORDERS_BY_ID.objects(ids=missing[start : start + _ORDERS_BY_ID_AT_ONCE])
+            }
             batch.orders.update(loaded)
             if batch.before is not None:
                 batch.before.update((pk, _written(order)) for pk, order in loaded.items())

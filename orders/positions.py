@@ -19,8 +19,9 @@ has none. Unrealized PnL is ``costed_quantity x (last price - average cost)`` at
 last trade price of ``<asset>-<quote>``; ``market_value`` is the whole holding at that
 price. Values are exact fractions rounded half-even once, to the quote's precision.
 
-``position_close`` sells the free balance with a market order through the normal
-placement path. See docs/orders.md.
+``position_close`` sells the free balance through the normal placement path: with a
+market order, or below a price floor with an immediate-or-cancel limit sell at the floor.
+See docs/orders.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from kootabase.errors import ServiceError
-from orders.models import Market, Order, OrderType, Side, Trade
+from orders.models import Market, Order, OrderType, Side, TimeInForce, Trade
 from orders.services import market_get, market_reference_price, order_place
 from wallets.models import MONEY, AccountKind, Currency, LedgerAccount
 from wallets.selectors import currency_get
@@ -173,12 +174,20 @@ def positions_of_user(*, user: User, quote_code: str | None = None) -> Positions
     return Positions(quote=quote.code, positions=positions)
 
 
-def position_close(*, user: User, asset_code: str, quote_code: str | None = None) -> Order:
-    """Sell the user's free (available) ``asset`` into ``quote`` with a market order, the
-    quantity rounded down to the market's lot, through ``order_place`` (hold, pending, the
-    matcher). ``unknown_currency``, ``unknown_market``, or ``nothing_to_close`` when less
-    than one lot (or less than the minimum notional at the last price, or before the
-    market's first trade at the best bid) is free."""
+def position_close(
+    *, user: User, asset_code: str, quote_code: str | None = None, min_price: Decimal | None = None
+) -> Order:
+    """Sell the user's free (available) ``asset`` into ``quote``, the quantity rounded down
+    to the market's lot, through ``order_place`` (hold, pending, the matcher): with a market
+    order, or given ``min_price`` with an immediate-or-cancel limit sell at that price, which
+    sells nothing below it (the unfilled rest expires and its hold is released).
+
+    ``unknown_currency``, ``unknown_market``, or ``nothing_to_close`` when less than one lot
+    is free, or when the quantity is worth less than the market's minimum notional at the
+    price placement values the order at: ``min_price`` when given, otherwise the last price
+    (before the market's first trade, the best bid). A ``min_price`` that placement refuses
+    (off the tick, not positive, out of range) gets placement's code for a price, named
+    after this field (``min_price_not_on_tick``...)."""
     quote = quote_currency_get(code=quote_code)
     asset = currency_get(code=asset_code)
     if asset is None:
@@ -189,13 +198,39 @@ def position_close(*, user: User, asset_code: str, quote_code: str | None = None
     lots = int(Fraction(free) / Fraction(market.lot_size))
     with localcontext(MONEY):
         quantity = market.lot_size * lots
-        price = market_reference_price(market=market, side=Side.SELL)
-        too_small = lots < 1 or (price is not None and price * quantity < market.min_notional)
-    if too_small:
-        raise ServiceError(
-            "nothing_to_close",
-            f"Less than one lot ({market.lot_size.normalize():f} {asset.code}) or the minimum order value "
-            f"of {market.symbol} is free to sell.",
-            details={"available": str(free), "lot_size": str(market.lot_size)},
+    nothing_to_close = ServiceError(
+        "nothing_to_close",
+        f"Less than one lot ({market.lot_size.normalize():f} {asset.code}) or the minimum order value "
+        f"of {market.symbol} is free to sell.",
+        details={"available": str(free), "lot_size": str(market.lot_size)},
+    )
+    if lots < 1:
+        raise nothing_to_close
+    if min_price is None:
+        with localcontext(MONEY):
+            price = market_reference_price(market=market, side=Side.SELL)
+            too_small = price is not None and price * quantity < market.min_notional
+        if too_small:
+            raise nothing_to_close
+        return order_place(
+            user=user, market_symbol=market.symbol, side=Side.SELL, type=OrderType.MARKET, quantity=quantity
         )
-    return order_place(user=user, market_symbol=market.symbol, side=Side.SELL, type=OrderType.MARKET, quantity=quantity)
+    # Placement checks the floor (tick, sign, range) and values a limit order at its own
+    # price for the minimum notional: its refusals are worded for this request.
+    try:
+        return order_place(
+            user=user,
+            market_symbol=market.symbol,
+            side=Side.SELL,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.IOC,
+            price=min_price,
+            quantity=quantity,
+        )
+    except ServiceError as exc:
+        if exc.code == "below_min_notional":
+            raise nothing_to_close from None
+        if exc.code.startswith("price_"):
+            details = {("min_price" if key == "price" else key): value for key, value in exc.details.items()}
+            raise ServiceError(f"min_{exc.code}", f"min_price: {exc.message}", details=details) from None
+        raise

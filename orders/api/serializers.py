@@ -278,11 +278,6 @@ class FilterChoiceField(serializers.ChoiceField):
         return super().to_internal_value(data)
 
 
-class NoInput(InputSerializer):
-    """The body of an endpoint that takes none: any field in it is refused (``unknown_field``)
-    rather than ignored."""
-
-
 class MarketQuery(InputSerializer):
     """The ``market`` filter of the caller's orders and trades. Absent: every market; empty or
     blank: ``market_blank``; unknown: ``unknown_market``."""
@@ -374,6 +369,31 @@ class PositionSerializer(serializers.Serializer):
 class PositionsOutput(serializers.Serializer):
     quote = serializers.CharField(help_text="The currency every value is in.")
     positions = PositionSerializer(many=True)
+
+
+class PriceFloorInput(DecimalInput):
+    """A decimal read as the order API reads a price, except that blank text is
+    ``<field>_invalid``: DRF reads it as null, which here would drop the floor and sell at
+    any price. Null (or no field) is no floor."""
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if isinstance(data, str) and not data.strip():
+            self.fail("invalid")
+        return super().validate_empty_values(data)
+
+
+class PositionCloseInput(InputSerializer):
+    """The body of a close (optional; the quote is a query parameter)."""
+
+    min_price = PriceFloorInput(
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        required=False,
+        allow_null=True,
+        coerce_to_string=True,
+        help_text="The lowest price to sell at: the close becomes an immediate-or-cancel limit sell at this "
+        "price, and what the book does not take at or above it stays unsold. Without it, a market order.",
+    )
 
 
 # --- Swap -----------------------------------------------------------------------------

@@ -174,16 +174,25 @@ class PositionCloseView(generics.GenericAPIView):
     @extend_schema(
         tags=["positions"],
         parameters=[QUOTE],
-        request=None,
+        request=s.PositionCloseInput,
         responses={201: s.OrderSerializer, **ERRORS},
         operation_id="positions_close",
-        description="Sell the free balance of the asset into the quote currency with a market order "
-        "(rounded down to the market's lot).",
+        description="Sell the free balance of the asset into the quote currency (rounded down to the market's "
+        "lot): with a market order, or, given `min_price`, with an immediate-or-cancel limit sell at that "
+        "price, so nothing is sold below it (it fills at the bids' own prices at or above it; the rest expires "
+        "and is released). A bad `min_price` is `min_price_invalid`, `min_price_max_decimal_places`, "
+        "`min_price_not_on_tick`, `min_price_not_positive` or `min_price_out_of_range`; less than one lot "
+        "free, or less than the market's minimum order value at `min_price` (without it at the last price, "
+        "or before the first trade at the best bid), `nothing_to_close`.",
     )
     def post(self, request: Request, asset: str) -> Response:
-        s.NoInput(data=request.data).is_valid(raise_exception=True)  # the quote is a query parameter
+        data = s.PositionCloseInput(data=request.data)
+        data.is_valid(raise_exception=True)
         order = positions.position_close(
-            user=request.user, asset_code=asset, quote_code=request.query_params.get("quote")
+            user=request.user,
+            asset_code=asset,
+            quote_code=request.query_params.get("quote"),
+            min_price=data.validated_data.get("min_price"),
         )
         return Response(s.OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 

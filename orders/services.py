@@ -7,13 +7,14 @@ performs it in sequence and releases what is left of the hold. See docs/orders.m
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -35,6 +36,8 @@ from orders.pricing import (
 from wallets.locks import retry_on_deadlock
 from wallets.models import AMOUNT_LIMIT, MONEY, AccountKind, Currency, EntryKind
 from wallets.services import Leg, Posting, amount_validate, ledger_accounts_ensure, ledger_post_each
+
+logger = logging.getLogger(__name__)
 
 
 def market_group(symbol: str) -> str:
@@ -371,16 +374,18 @@ def orders_place_many(*, requests: Sequence[PlaceRequest]) -> list[Placement | S
     spent), unless the market is unknown or the request differs from the stored order.
     A ``client_order_id`` that comes again in ``requests`` splits them there: the requests
     before are placed first (in their own transaction), then the rest, so the repeat is
-    answered from what its first request left, in the order given.
+    answered from what its first request left, in the order given. The first part is then
+    committed whatever becomes of the rest: if the rest fails on the database (a lost
+    connection, a lock wait timeout), each of its requests is ``placement_failed`` (503),
+    placed nowhere and safe to send again, rather than the whole call raising as if
+    nothing had been placed.
     """
     seen: set[tuple[int, str]] = set()
     for index, request in enumerate(requests):
         key = (request.user.pk, request.client_order_id)
         if request.client_order_id and key in seen:
-            return [
-                *orders_place_many(requests=requests[:index]),
-                *orders_place_many(requests=requests[index:]),
-            ]
+            placed = orders_place_many(requests=requests[:index])
+            return [*placed, *_place_rest(requests[index:])]
         seen.add(key)
     stored: dict[tuple[int, str], Order] = {}
     while True:
@@ -404,6 +409,25 @@ def orders_place_many(*, requests: Sequence[PlaceRequest]) -> list[Placement | S
             if existing is not None:
                 outcomes[index] = _repeat(request, existing)
     return outcomes
+
+
+def _place_rest(requests: Sequence[PlaceRequest]) -> list[Placement | ServiceError]:
+    """``orders_place_many`` of the requests after a split, whose first part is committed
+    (outside a caller's transaction: inside one, nothing is committed yet, and the
+    caller's block decides)."""
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        return orders_place_many(requests=requests)
+    try:
+        return orders_place_many(requests=requests)
+    except DatabaseError:
+        logger.exception("placing the %d orders after a repeated client_order_id failed", len(requests))
+        failed = ServiceError(
+            "placement_failed",
+            "Not placed: the database failed after the orders before it were placed. Send it again; its "
+            "client_order_id keeps it from being placed twice.",
+            status=503,
+        )
+        return [failed] * len(requests)
 
 
 def _stored_orders(requests: Sequence[PlaceRequest]) -> dict[tuple[int, str], Order]:

@@ -464,3 +464,65 @@ def test_a_refused_order_with_a_fresh_id_is_not_looked_up_as_a_repeat(alice):
         assert orders_place_many(requests=[fresh])[0].code == "insufficient_funds"
     assert len(as_fresh) == len(as_given) - 1
     assert not any("client_order_id" in query["sql"] and "SELECT" in query["sql"] for query in as_fresh)
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_split_at_a_repeated_id_answers_for_its_committed_part_when_the_rest_fails(
+    alice_client, alice, eth, usdt
+):
+    """A repeated client_order_id splits a batch into two transactions. When the second
+    fails for a reason of the server's (here its ledger rows stay locked elsewhere past the
+    lock wait), the first is committed: the answer says so, order by order, and the rest
+    is ``placement_failed`` (503), placed nowhere, to be sent again."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from wallets.models import LedgerAccount
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_alices_eth() -> None:
+        try:
+            with transaction.atomic():
+                list(LedgerAccount.objects.select_for_update().filter(user=alice, currency=eth))
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_alices_eth)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        response = alice_client.post(
+            URL + "/batch",
+            {
+                "orders": [
+                    limit(client_order_id="d", quantity="1"),  # a buy: USDT, free
+                    limit(client_order_id="d", quantity="1"),  # the repeat starts the second part
+                    limit(client_order_id="e", side="sell", price="2100", quantity="1"),  # ETH: locked
+                ]
+            },
+        )
+    finally:
+        release.set()
+        holder.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 503, 503]
+    assert results[0]["order"]["client_order_id"] == "d"
+    assert [r["error"]["code"] for r in results[1:]] == ["placement_failed", "placement_failed"]
+    assert list(Order.objects.values_list("client_order_id", flat=True)) == ["d"]
+    assert balance(alice, eth, AccountKind.LOCKED) == 0
+    assert balance(alice, usdt, AccountKind.LOCKED) == Decimal("2004")  # the buy's hold: 2000 and the fee
+    assert ledger_audit_run().ok
+    again = alice_client.post(
+        URL + "/batch", {"orders": [limit(client_order_id="e", side="sell", price="2100", quantity="1")]}
+    )
+    assert again.json()["results"][0]["status"] == 201  # sent again, placed

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from blockchain.chains.embedded import CHAIN_ID, DEMO_TOKEN_ADDRESS, DEMO_TOKEN_DECIMALS
+from blockchain.chains.embedded_constants import CHAIN_ID, DEMO_TOKEN_ADDRESS, DEMO_TOKEN_DECIMALS
 from blockchain.models import Asset, Network
 from wallets import selectors, services
 from wallets.models import Currency

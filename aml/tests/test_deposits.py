@@ -12,7 +12,7 @@ from aml import services
 from aml.models import Case, CaseStatus, ItemKind, RuleName
 from aml.tests.conftest import assert_ledger_ok, balance, deposit_eth, limit, platform_balance
 from audit.models import AuditEvent
-from blockchain.chains.embedded import FAUCET
+from blockchain.chains.embedded_constants import FAUCET
 from blockchain.models import Deposit, DepositStatus
 from kootabase.errors import Conflict
 from wallets.models import AccountKind, EntryKind, JournalEntry

@@ -11,6 +11,10 @@
 ERC-20 in ``blockchain/contracts``) is the first transaction of the tester's first
 account, so its address is known without asking the chain (``DEMO_TOKEN_ADDRESS``); then
 the hot wallet receives ETH and tokens to pay withdrawals and gas.
+
+Importing this module loads eth-tester and py-evm, and py-evm raises the interpreter's
+recursion limit process-wide. Only a process that runs the EVM imports it: everyone else
+takes the chain id, the faucet and the demo token from ``chains.embedded_constants``.
 """
 
 from __future__ import annotations
@@ -25,28 +29,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import rlp
 from eth_tester import EthereumTester
-from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3 import EthereumTesterProvider, Web3
+
+from blockchain.chains.embedded_constants import CHAIN_ID, DEMO_TOKEN_ADDRESS, DEMO_TOKEN_DECIMALS, FAUCET
 
 logger = logging.getLogger(__name__)
 
-CHAIN_ID = 131277322940537  # eth-tester's py-evm backend
-FAUCET = to_checksum_address("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf")  # the tester's first account (key 0x..01)
 DEMO_TOKEN_BUILD = Path(__file__).resolve().parent.parent / "contracts" / "build" / "DemoToken.json"
-DEMO_TOKEN_DECIMALS = 6
 DEMO_TOKEN_SUPPLY = 10**15 * 10**DEMO_TOKEN_DECIMALS
 HOT_WALLET_ETH = 1_000 * 10**18
 HOT_WALLET_TOKENS = 1_000_000 * 10**DEMO_TOKEN_DECIMALS
-
-
-def create_address(sender: str, nonce: int) -> str:
-    """The address of the contract ``sender`` creates with its ``nonce``-th transaction."""
-    return to_checksum_address(keccak(rlp.encode([to_canonical_address(sender), nonce]))[12:])
-
-
-DEMO_TOKEN_ADDRESS = create_address(FAUCET, 0)
 
 
 @cache

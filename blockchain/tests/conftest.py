@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.tests.helpers import enable_otp, otp_code
 from blockchain import demo
-from blockchain.chains.embedded import FAUCET, EmbeddedChain, demo_token, embedded_chain
+from blockchain.chains.embedded import EmbeddedChain, demo_token, embedded_chain
+from blockchain.chains.embedded_constants import FAUCET
 from blockchain.models import Asset, Deposit, Network, OutgoingTx, Withdrawal
 from blockchain.services import withdrawal_request
 from kyc.tests.helpers import kyc_verified

@@ -7,7 +7,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from blockchain.chains.embedded import CHAIN_ID, embedded_chain, serve
+from blockchain.chains.embedded import embedded_chain, serve
+from blockchain.chains.embedded_constants import CHAIN_ID
 from blockchain.models import BlockRecord, Network, ScannerState, WalletNonce
 
 

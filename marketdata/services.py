@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from kootabase.db import row_update_where, rows_upsert
+from kootabase.db import model_build, row_update_where, rows_upsert
 from kootabase.events import broadcast_after_commit
 from marketdata.models import Candle, DepthLevel, MarketState
 from matching.engine import Top
@@ -122,7 +122,8 @@ def _apply_levels(market: Market, levels: Mapping[tuple[str, int], int]) -> tupl
         price, quantity = spec.ticks_to_price(ticks), spec.lots_to_qty(lots)
         out[side].append([money_str(price), money_str(quantity)])
         if lots:
-            upserts.append(DepthLevel(market_id=market.pk, side=side, ticks=ticks, price=price, quantity=quantity))
+            level = {"market_id": market.pk, "side": side, "ticks": ticks, "price": price, "quantity": quantity}
+            upserts.append(model_build(DepthLevel, level))
         else:
             gone[side].append(ticks)
     if gone[DepthLevel.Side.BID] or gone[DepthLevel.Side.ASK]:
@@ -214,7 +215,7 @@ def _candles_upsert(market: Market, buckets: Buckets, known: Buckets) -> Buckets
     rows_upsert(
         Candle,
         [
-            Candle(market=market, interval=interval, open_time=start, **_fields_of(b))
+            model_build(Candle, {"market": market, "interval": interval, "open_time": start, **_fields_of(b)})
             for (interval, start), b in merged.items()
         ],
         unique_fields=["market", "interval", "open_time"],

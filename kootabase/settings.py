@@ -147,6 +147,10 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'k
 _db = DATABASES["default"]
 DATABASE_VENDOR = "mysql" if "mysql" in _db["ENGINE"] else "sqlite" if "sqlite" in _db["ENGINE"] else "other"
 if DATABASE_VENDOR == "mysql":
+    if _db["ENGINE"] == "django.db.backends.mysql":
+        # Django's backend without the ping per request for a connection in steady use
+        # (DB_HEALTH_CHECK_AFTER_IDLE below; kootabase/db_backends/mysql/base.py).
+        _db["ENGINE"] = "kootabase.db_backends.mysql"
     # READ COMMITTED: money rows are always read with SELECT ... FOR UPDATE, so we need no
     # repeatable snapshots; it avoids REPEATABLE READ's gap locks, which multiply deadlocks
     # between concurrent inserts of ledger legs. See docs/architecture.md.
@@ -166,6 +170,10 @@ if DATABASE_VENDOR == "mysql":
     # Celery workers keep theirs. Health checks replace a connection the server dropped.
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=300)
     _db["CONN_HEALTH_CHECKS"] = True
+    # ... except in a request whose connection ended a request cleanly less than this many
+    # seconds ago: no ping then (0: a ping at every request, as Django does). A connection
+    # dropped within that time fails the request that uses it, once (docs/operations.md).
+    DB_HEALTH_CHECK_AFTER_IDLE = env.float("DB_HEALTH_CHECK_AFTER_IDLE", default=1.0)
 elif DATABASE_VENDOR == "sqlite":
     # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock
     # when a transaction begins, so two writers queue instead of deadlocking on upgrade.

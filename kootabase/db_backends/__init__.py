@@ -1,0 +1,1 @@
+"""The project's own database backends (``DATABASES["default"]["ENGINE"]``)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 from typing import Any, Literal, TypeVar
@@ -901,6 +902,22 @@ def _audit_accounts(findings: _Findings) -> int:
     return accounts
 
 
+@contextmanager
+def snapshot_read() -> Iterator[None]:
+    """A transaction whose reads all see one snapshot: REPEATABLE READ on MySQL/MariaDB
+    (the sessions run READ COMMITTED), set for the block's own transaction when it is the
+    outermost one (a transaction in progress cannot change its level: inside a caller's,
+    the caller's level holds)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not connection.in_atomic_block and connection.vendor == "mysql":
+        # Applies to the next transaction, which is the block's (kootabase/db_backends/mysql
+        # begins it with START TRANSACTION; nothing runs between).
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with transaction.atomic():
+        yield
+
+
 def ledger_audit_run(*, store: bool = True) -> AuditRun:
     """Prove the ledger's invariants and report each violation.
 
@@ -910,12 +927,7 @@ def ledger_audit_run(*, store: bool = True) -> AuditRun:
     """
     started = timezone.now()
     findings = _Findings()
-    connection = connections[DEFAULT_DB_ALIAS]
-    outermost = not connection.in_atomic_block
-    with transaction.atomic(), localcontext(MONEY):
-        if outermost and connection.vendor == "mysql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with snapshot_read(), localcontext(MONEY):
         entries, legs = _audit_entries(findings)
         accounts = _audit_accounts(findings)
     run = AuditRun(

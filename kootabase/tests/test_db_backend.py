@@ -1,5 +1,6 @@
-"""The MySQL/MariaDB backend skips the per-request ping for a connection that ended a
-request cleanly within ``DB_HEALTH_CHECK_AFTER_IDLE`` (kootabase/db_backends/mysql/base.py).
+"""The MySQL/MariaDB backend (kootabase/db_backends/mysql/base.py) begins an atomic block
+with START TRANSACTION, one round trip less, and skips the per-request ping for a
+connection that ended a request cleanly within ``DB_HEALTH_CHECK_AFTER_IDLE``.
 
 The requests go through Django's test client, with one change: the client disconnects
 ``close_old_connections`` around the request signals (so a test's connection survives
@@ -201,3 +202,140 @@ def test_a_connection_dropped_within_the_idle_time_fails_one_request(served, pin
     assert answer["http_status"] == 200, answer
     assert connection.connection.thread_id() != first_id
     assert pings == [True, False]  # a new connection needs no ping
+
+
+# --- Transactions -------------------------------------------------------------------
+
+
+def _round_trips(block) -> list[str]:
+    """The driver's calls that go to the server while ``block()`` runs."""
+    calls: list[str] = []
+    names = {"query", "autocommit", "commit", "rollback", "ping"}
+
+    def profile(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") in names:
+            calls.append(arg.__name__)
+
+    sys.setprofile(profile)
+    try:
+        block()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_an_atomic_block_begins_with_start_transaction_and_ends_with_its_commit():
+    """Two round trips around the block's statements (START TRANSACTION, COMMIT) where
+    Django's backend makes three (autocommit off, COMMIT, autocommit on); a rollback ends
+    it as well; the session's autocommit stays on throughout; and autocommit turned off by
+    hand is still the server's."""
+    from django.db import transaction
+
+    from accounts.models import User
+
+    connection.ensure_connection()
+
+    def committed():
+        with transaction.atomic():
+            User.objects.create(email="kept@example.com")
+
+    assert _round_trips(committed) == ["query", "query", "commit"]  # START TRANSACTION, INSERT, COMMIT
+    assert connection.get_autocommit() and connection.connection.get_autocommit()
+
+    def rolled_back():
+        with transaction.atomic():
+            User.objects.create(email="gone@example.com")
+            raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    assert set(User.objects.values_list("email", flat=True)) == {"kept@example.com"}
+    # In autocommit again: a write outside a block is seen at once by another connection.
+    User.objects.create(email="auto@example.com")
+    side = connections.create_connection("default")
+    try:
+        with side.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM accounts_user WHERE email = 'auto@example.com'")
+            assert cursor.fetchone()[0] == 1
+    finally:
+        side.close()
+
+    transaction.set_autocommit(False)
+    try:
+        assert not connection.connection.get_autocommit()  # by hand: the server's autocommit is off
+        User.objects.create(email="by-hand@example.com")
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    assert connection.connection.get_autocommit()
+    assert not User.objects.filter(email="by-hand@example.com").exists()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_begun_with_start_transaction_holds_its_row_locks_until_it_ends():
+    import threading
+
+    from django.db import transaction
+
+    from accounts.models import User
+
+    user = User.objects.create(email="locked@example.com")
+    locked, waited = threading.Event(), []
+
+    def other() -> None:
+        try:
+            assert locked.wait(10)
+            started = time.monotonic()
+            with transaction.atomic():
+                User.objects.select_for_update().get(pk=user.pk)
+            waited.append(time.monotonic() - started)
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=user.pk)
+        locked.set()
+        time.sleep(0.5)
+        User.objects.filter(pk=user.pk).update(name="first")
+    thread.join(10)
+    assert waited and waited[0] >= 0.4
+    assert User.objects.get(pk=user.pk).name == "first"
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_snapshot_read_sees_one_snapshot_in_a_transaction_begun_with_start_transaction():
+    """The ledger audit's reads (``wallets.services.snapshot_read``) see one snapshot: a
+    row another connection commits meanwhile stays out of them, where a plain block (READ
+    COMMITTED) sees it. The level is set for the block's own transaction, which START
+    TRANSACTION then begins (a transaction in progress could not change it)."""
+    import threading
+
+    from django.db import transaction
+
+    from accounts.models import User
+    from wallets.services import snapshot_read
+
+    def create_elsewhere(email: str) -> None:  # on this thread's own connection, committed
+        try:
+            User.objects.create(email=email)
+        finally:
+            connections["default"].close()
+
+    def counts_around_a_commit(block) -> tuple[int, int]:
+        with block():
+            before = User.objects.count()
+            other = threading.Thread(target=create_elsewhere, args=(f"u{before}@example.com",))
+            other.start()
+            other.join(10)
+            return before, User.objects.count()
+
+    before, after = counts_around_a_commit(snapshot_read)
+    assert after == before
+    before, after = counts_around_a_commit(transaction.atomic)
+    assert after == before + 1

@@ -24,6 +24,7 @@ from django.db import close_old_connections, connection, connections
 from django.test import Client
 
 from kootabase import health
+from kootabase.tests.servers import kill_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 STAMP_UID = "kootabase.db_backends.mysql.note_request_end"
@@ -47,16 +48,6 @@ def test_the_settings_use_the_backend_for_mysql(tmp_path):
 
 
 # --- MariaDB/MySQL --------------------------------------------------------------------
-
-
-def kill_connection(connection_id: int) -> None:
-    """What a server restart, a failover or the idle timeout does to a connection."""
-    side = connections.create_connection("default")
-    try:
-        with side.cursor() as cursor:
-            cursor.execute(f"KILL {int(connection_id)}")
-    finally:
-        side.close()
 
 
 @pytest.fixture(params=["check-then-stamp", "stamp-then-check"])

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
+from kootabase.tests.servers import kill_connection
 from orders.matcher import FencingError, LockLost, MarketLock, MarketMatcher, MatcherLockError, matchers_run
 from orders.models import Order, OrderStatus
 from orders.services import order_place
@@ -19,16 +20,6 @@ from wallets.models import Currency
 from wallets.tests.factories import fund
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def kill_connection(connection_id: int) -> None:
-    """What the server does to an idle connection past ``wait_timeout``, or a restart to all."""
-    side = connections.create_connection("default")
-    try:
-        with side.cursor() as cursor:
-            cursor.execute(f"KILL {int(connection_id)}")
-    finally:
-        side.close()
 
 
 def _lock_connection_id(matcher: MarketMatcher) -> int:

@@ -164,9 +164,9 @@ def test_the_matcher_goes_on_after_its_database_connection_is_lost(markets):
     that fails on it is logged and the next one runs on a new connection."""
     import itertools
 
+    from kootabase.tests.servers import kill_connection
     from orders.matcher import matchers_run
     from orders.services import order_place
-    from orders.tests.test_matcher_lock import kill_connection
 
     alice, bob = trader("alice@example.com"), trader("bob@example.com")
     common = {"market_symbol": "ETH-USDT", "type": "limit", "price": Decimal(2000), "quantity": Decimal(1)}

@@ -140,7 +140,7 @@ class Statement:
                     at = {value: i for i, value in enumerate(params)}
                     prepared = [field.field.get_db_prep_value(v, connection, prepared=False) for v in first[name]]
                     order = [at.get(value) for value in prepared]
-                    if sorted(changed) != sorted(o for o in order if o is not None) or len(changed) != size:
+                    if None in order or sorted(order) != changed:
                         raise ValueError(f"each of {name!r}'s values must appear once among the parameters")
                     positions[name] = order  # type: ignore[assignment]
                 elif len(changed) != 1:

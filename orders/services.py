@@ -415,11 +415,11 @@ def _place_rest(requests: Sequence[PlaceRequest]) -> list[Placement | ServiceErr
     """``orders_place_many`` of the requests after a split, whose first part is committed
     (outside a caller's transaction: inside one, nothing is committed yet, and the
     caller's block decides)."""
-    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-        return orders_place_many(requests=requests)
     try:
         return orders_place_many(requests=requests)
     except DatabaseError:
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            raise
         logger.exception("placing the %d orders after a repeated client_order_id failed", len(requests))
         failed = ServiceError(
             "placement_failed",

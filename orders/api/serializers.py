@@ -18,6 +18,7 @@ from kootabase.errors import ServiceError
 from orders.models import Market, Order, OrderType, Side, TimeInForce, Trade
 from orders.selectors import STATUS_FILTERS
 from orders.services import market_get
+from wallets.api.fields import plain_decimal_text
 from wallets.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 
 
@@ -48,13 +49,15 @@ class MoneyOut(serializers.Field):
 
 
 class DecimalInput(serializers.DecimalField):
-    """DRF's decimal, written in ASCII. Python reads the digits of every script and digit
-    groups (``"١٢"`` is 12, ``"1_000"`` 1000, and 1, an Arabic-Indic zero and 5, which looks
-    like "1.5", is 105): a price or an amount with any character beyond ASCII, or with
-    ``_``, is ``<field>_invalid``."""
+    """DRF's decimal (its digit and place limits and codes: ``<field>_max_decimal_places``)
+    over money as every endpoint reads it (``wallets.api.fields.plain_decimal_text``):
+    anything but plain ASCII digits is ``<field>_invalid``. DRF alone would take a JSON
+    number after the parser rounded it to a float (``1.00000000000000001`` placed as 1),
+    exponents, whitespace, and every script's digits (1, an Arabic-Indic zero and 5, which
+    looks like "1.5", was placed at 105)."""
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, str) and (not data.isascii() or "_" in data):
+        if plain_decimal_text(data) is None:
             self.fail("invalid")
         return super().to_internal_value(data)
 

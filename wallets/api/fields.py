@@ -35,6 +35,19 @@ _MAX_LENGTH = 80
 _DISPLAY = Context(prec=60)
 
 
+def plain_decimal_text(data: Any) -> str | None:
+    """``data`` as text when it is money as the API takes it, None otherwise: a string of
+    ASCII digits with an optional minus sign and a decimal point between digits, or a whole
+    JSON number (exact). Refused: a JSON number with a fraction or an exponent (the JSON
+    parser has already rounded it to a float), booleans, exponents, whitespace, a plus
+    sign, other scripts' digits, digit groups. Every field that reads money checks this
+    first (``AmountField`` and the order API's decimals)."""
+    if isinstance(data, bool) or not isinstance(data, str | int):
+        return None
+    text = str(data)
+    return text if _PLAIN_DECIMAL.fullmatch(text) else None
+
+
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.5"})
 class AmountField(serializers.Field):
     default_error_messages = {
@@ -61,10 +74,8 @@ class AmountField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, str | int):
-            self.fail("amount_invalid")
-        text = str(data)
-        if len(text) > _MAX_LENGTH or not _PLAIN_DECIMAL.fullmatch(text):
+        text = plain_decimal_text(data)
+        if text is None or len(text) > _MAX_LENGTH:
             self.fail("amount_invalid")
         value = Decimal(text)
         if value < 0 and not self.allow_negative:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -292,7 +293,7 @@ async def load_step(
     rate: float,
     duration: float,
     tokens: list[str],
-    base: str,
+    port: int,
     rng: random.Random,
     connections: int,
     batch: int = 1,
@@ -300,61 +301,42 @@ async def load_step(
 ) -> tuple[list[dict], float]:
     """Offer ``rate`` orders/s for ``duration`` s; returns one result per order. With
     ``batch`` > 1 the orders go ``batch`` to a request (``POST /api/v1/orders/batch``),
-    the requests at ``rate / batch`` per second, and each order's latency is its request's."""
-    import aiohttp
+    the requests at ``rate / batch`` per second, and each order's latency is its request's.
+    The requests are rendered before the clock starts (bench/open_loop.py)."""
+    from open_loop import OpenLoop, render
 
-    requests = int(rate * duration / batch)
+    host = "127.0.0.1"
+    path = "/api/v1/orders" if batch == 1 else "/api/v1/orders/batch"
+    requests = []
+    for i in range(int(rate * duration / batch)):
+        bodies = [{**order_mix(rng), "client_order_id": f"{label}{int(rate)}-{i}-{j}"} for j in range(batch)]
+        payload = bodies[0] if batch == 1 else {"orders": bodies}
+        headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}", "Content-Type": "application/json"}
+        requests.append(render("POST", path, f"{host}:{port}", headers, json.dumps(payload).encode()))
+    generator = OpenLoop(host, port, requests, batch / rate, connections)
+    answers, elapsed = await generator.run()
     results: list[dict] = []
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        loop = asyncio.get_running_loop()
-        t0_loop, t0_wall = loop.time() + 0.5, time.time() + 0.5
-        interval = batch / rate
-
-        async def send(i: int) -> None:
-            planned_loop = t0_loop + i * interval
-            await asyncio.sleep(max(0.0, planned_loop - loop.time()))
-            bodies = []
-            for j in range(batch):
-                body = order_mix(rng)
-                body["client_order_id"] = f"{label}{int(rate)}-{i}-{j}"
-                bodies.append(body)
-            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
-            url, payload = (
-                (f"{base}/api/v1/orders", bodies[0])
-                if batch == 1
-                else (
-                    f"{base}/api/v1/orders/batch",
-                    {"orders": bodies},
-                )
+    for i, answer in enumerate(answers):
+        try:
+            body = json.loads(answer.body) if answer.body else {}
+        except ValueError:
+            body = {}
+        if batch == 1:
+            outcomes = [(answer.status, body.get("id"))]
+        elif answer.status == 200:
+            outcomes = [(r["status"], (r["order"] or {}).get("id")) for r in body["results"]]
+        else:
+            outcomes = [(answer.status, None)] * batch
+        for order_status, order_id in outcomes:
+            results.append(
+                {
+                    "i": i,
+                    "status": order_status,
+                    "latency": answer.latency,
+                    "planned_wall": generator.planned_wall(i),
+                    "order_id": order_id,
+                }
             )
-            try:
-                async with session.post(url, json=payload, headers=headers) as response:
-                    answer = await response.json()
-                    status = response.status
-            except aiohttp.ClientError as exc:
-                status, answer = 0, {"error": str(exc)}
-            latency = loop.time() - planned_loop
-            if batch == 1:
-                outcomes = [(status, answer.get("id"))]
-            elif status == 200:
-                outcomes = [(r["status"], (r["order"] or {}).get("id")) for r in answer["results"]]
-            else:
-                outcomes = [(status, None)] * batch
-            for order_status, order_id in outcomes:
-                results.append(
-                    {
-                        "i": i,
-                        "status": order_status,
-                        "latency": latency,
-                        "planned_wall": t0_wall + i * interval,
-                        "order_id": order_id,
-                    }
-                )
-
-        started = loop.time()
-        await asyncio.gather(*(send(i) for i in range(requests)))
-        elapsed = loop.time() - started - 0.5
     return results, elapsed
 
 
@@ -436,7 +418,7 @@ def main() -> None:
             # (database connections, a thread pool, the URL resolver, each token's first
             # verification): a few hundred ms on the first requests. Those belong to the
             # start-up, not to the rate.
-            asyncio.run(load_step(rates[0], args.warmup, tokens, base, rng, args.connections, args.batch, "w"))
+            asyncio.run(load_step(rates[0], args.warmup, tokens, args.port, rng, args.connections, args.batch, "w"))
             wait_drained()
         print(
             "\n| offered/s | achieved/s | ok | errors (status: count) | p50 ms | p99 ms | p99.9 ms "
@@ -446,7 +428,7 @@ def main() -> None:
         for rate in rates:
             before = meter.read()
             results, elapsed = asyncio.run(
-                load_step(rate, args.duration, tokens, base, rng, args.connections, args.batch)
+                load_step(rate, args.duration, tokens, args.port, rng, args.connections, args.batch)
             )
             ok = [r for r in results if r["status"] == 201]
             latencies = [r["latency"] * 1000 for r in results]

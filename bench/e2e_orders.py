@@ -41,6 +41,8 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+from machine import speed_line
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -455,4 +457,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(speed_line(), flush=True)
     main()
+    print(speed_line())

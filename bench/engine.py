@@ -35,6 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import speed_line
+
 from matching.engine import (
     BUY,
     IOC,
@@ -436,4 +438,6 @@ def row(name: str, stream: str, r: dict[str, float], mem: str) -> str:
 
 
 if __name__ == "__main__":
+    print(speed_line(), flush=True)
     main()
+    print(speed_line())

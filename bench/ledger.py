@@ -43,6 +43,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
+from machine import speed_line  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from aml.models import RuleParameter  # noqa: E402
@@ -256,4 +257,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(speed_line(), flush=True)
     main()
+    print(speed_line())

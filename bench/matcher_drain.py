@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import e2e_orders
+from machine import speed_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,4 +140,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(speed_line(), flush=True)
     main()
+    print(speed_line())

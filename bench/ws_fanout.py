@@ -49,6 +49,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from machine import speed_line
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = "ETH-USDT"
 
@@ -402,4 +404,6 @@ def report(args: argparse.Namespace, windows: list[Window], received: array, lat
 
 
 if __name__ == "__main__":
+    print(speed_line(), flush=True)
     main()
+    print(speed_line())

@@ -568,26 +568,6 @@ def test_candles_up_to_the_end_of_time_are_400(scene):
 OTHER_SCRIPTS = ["1\u06605", "١٢", "٣.\u0665", "\uff11\uff12", "\U0001d7d9", "1_000", "\u00a012"]
 
 
-def test_a_price_or_an_amount_in_digits_other_than_ascii_is_refused(scene, alice_client):
-    """Python reads any script's digits: 1, an Arabic-Indic zero and 5 look like "1.5" and
-    were placed at 105."""
-    for text in OTHER_SCRIPTS:
-        cases: list[tuple[str, dict[str, Any], str]] = [
-            (ORDERS, {**ORDER_BASES[0], "price": text}, "price_invalid"),
-            (ORDERS, {**ORDER_BASES[0], "quantity": text}, "quantity_invalid"),
-            (ORDERS, {**ORDER_BASES[2], "quote_amount": text}, "quote_amount_invalid"),
-            (ORDERS, {**ORDER_BASES[5], "stop_price": text}, "stop_price_invalid"),
-            ("/api/v1/swap/quote", {"from_currency": "ETH", "to_currency": "USDT", "amount": text}, "amount_invalid"),
-            ("/api/v1/swap", {"quote_id": scene["quote"], "slippage": text}, "slippage_invalid"),
-        ]
-        for path, body, code in cases:
-            response = check(alice_client, "POST", path, body, encode(body).encode(), "application/json")
-            assert (response.status_code, body_of(response)["code"]) == (400, code), body_of(response)
-        batch = {"orders": [{**ORDER_BASES[0], "price": text}]}
-        response = check(alice_client, "POST", ORDERS + "/batch", batch, encode(batch).encode(), "application/json")
-        assert body_of(response)["results"][0]["error"]["code"] == "price_invalid"
-
-
 # Money as the API does not take it: a JSON number with a fraction or an exponent (the JSON
 # parser has already rounded it: 1.00000000000000001 arrives as 1.0), an exponent in text,
 # whitespace, a sign other than minus, a point without digits on both sides.
@@ -608,25 +588,39 @@ NOT_PLAIN = [
 ]
 
 
+def assert_money_refused(scene: dict[str, Any], client: APIClient, value: Any) -> None:
+    """``value`` as each price and amount of an order, a batch, a swap and a close: refused,
+    with the field named in the code, and nothing changed."""
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        (ORDERS, {**ORDER_BASES[0], "price": value}, "price_invalid"),
+        (ORDERS, {**ORDER_BASES[0], "quantity": value}, "quantity_invalid"),
+        (ORDERS, {**ORDER_BASES[2], "quote_amount": value}, "quote_amount_invalid"),
+        (ORDERS, {**ORDER_BASES[5], "stop_price": value}, "stop_price_invalid"),
+        ("/api/v1/swap/quote", {"from_currency": "ETH", "to_currency": "USDT", "amount": value}, "amount_invalid"),
+        ("/api/v1/swap", {"quote_id": scene["quote"], "slippage": value}, "slippage_invalid"),
+        ("/api/v1/positions/ETH/close?quote=USDT", {"min_price": value}, "min_price_invalid"),
+    ]
+    for path, body, code in cases:
+        response = check(client, "POST", path, body, encode(body).encode(), "application/json")
+        assert (response.status_code, body_of(response)["code"]) == (400, code), (value, body_of(response))
+    for name in ("price", "quantity"):
+        batch = {"orders": [{**ORDER_BASES[0], name: value}]}
+        response = check(client, "POST", ORDERS + "/batch", batch, encode(batch).encode(), "application/json")
+        assert body_of(response)["results"][0]["error"]["code"] == f"{name}_invalid", value
+
+
+def test_a_price_or_an_amount_in_digits_other_than_ascii_is_refused(scene, alice_client):
+    """Python reads any script's digits: 1, an Arabic-Indic zero and 5 look like "1.5" and
+    were placed at 105."""
+    for text in OTHER_SCRIPTS:
+        assert_money_refused(scene, alice_client, text)
+
+
 def test_a_price_or_an_amount_that_is_not_plain_digits_is_refused(scene, alice_client):
     """Orders, swaps and closes read money as every other endpoint does
     (``wallets.api.fields``): strings of plain digits, or whole JSON numbers."""
     for value in NOT_PLAIN:
-        cases: list[tuple[str, dict[str, Any], str]] = [
-            (ORDERS, {**ORDER_BASES[0], "price": value}, "price_invalid"),
-            (ORDERS, {**ORDER_BASES[0], "quantity": value}, "quantity_invalid"),
-            (ORDERS, {**ORDER_BASES[2], "quote_amount": value}, "quote_amount_invalid"),
-            (ORDERS, {**ORDER_BASES[5], "stop_price": value}, "stop_price_invalid"),
-            ("/api/v1/swap/quote", {"from_currency": "ETH", "to_currency": "USDT", "amount": value}, "amount_invalid"),
-            ("/api/v1/swap", {"quote_id": scene["quote"], "slippage": value}, "slippage_invalid"),
-            ("/api/v1/positions/ETH/close?quote=USDT", {"min_price": value}, "min_price_invalid"),
-        ]
-        for path, body, code in cases:
-            response = check(alice_client, "POST", path, body, encode(body).encode(), "application/json")
-            assert (response.status_code, body_of(response)["code"]) == (400, code), (value, body_of(response))
-        batch = {"orders": [{**ORDER_BASES[0], "quantity": value}]}
-        response = check(alice_client, "POST", ORDERS + "/batch", batch, encode(batch).encode(), "application/json")
-        assert body_of(response)["results"][0]["error"]["code"] == "quantity_invalid", value
+        assert_money_refused(scene, alice_client, value)
 
 
 def test_a_whole_json_number_is_read_exactly(scene, alice_client):

@@ -21,7 +21,7 @@ from accounts.models import User
 from accounts.services import user_check_not_frozen, users_lock_frozen
 from kootabase.db import model_build, rows_delete, rows_insert
 from kootabase.errors import Conflict, NotFound, ServiceError
-from kootabase.events import broadcast_after_commit, user_group
+from kootabase.events import broadcasts_after_commit, user_group
 from kootabase.statements import Statement
 from orders.catalog import market_by_symbol
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
@@ -459,13 +459,14 @@ def _place_all(
     orders found for their client_order_ids, answered as repeats."""
     outcomes: list[Placement | ServiceError | None] = [None] * len(requests)
     new: list[tuple[int, Order]] = []
+    markets: dict[str, Market] = {}  # each market looked up (and copied) once for the call's orders
     for index, request in enumerate(requests):
         existing = stored.get((request.user.pk, request.client_order_id)) if request.client_order_id else None
         if existing is not None:
             outcomes[index] = _repeat(request, existing)
             continue
         try:
-            new.append((index, _new_order(request)))
+            new.append((index, _new_order(request, markets)))
         except ServiceError as exc:
             outcomes[index] = exc
     if not new:
@@ -483,13 +484,15 @@ def _place_all(
         rows_insert(Order, orders)
         holds = ledger_post_each(postings=_holds(orders))
         refused: list[int] = []
+        events: list[tuple[str, dict[str, Any]]] = []
         for (index, order), hold in zip(new, holds, strict=True):
             if isinstance(hold, ServiceError):
                 outcomes[index] = hold
                 refused.append(order.pk)
             else:
                 outcomes[index] = Placement(order, True)
-                broadcast_after_commit(user_group(order.user_id), order_event(order))
+                events.append((user_group(order.user_id), order_event(order)))
+        broadcasts_after_commit(events)  # after the balances the holds announced
         if refused:
             # Written a moment ago in this transaction, never seen outside it: a refused
             # order leaves no row (and its client_order_id stays free).
@@ -519,11 +522,14 @@ def _refuse_frozen(
     return kept
 
 
-def _new_order(request: PlaceRequest) -> Order:
-    """The checked order, unsaved: ``ServiceError`` if it is refused."""
+def _new_order(request: PlaceRequest, markets: dict[str, Market]) -> Order:
+    """The checked order, unsaved: ``ServiceError`` if it is refused. ``markets``: the open
+    markets the caller's earlier orders were checked against, by symbol as sent."""
     user = request.user
     user_check_not_frozen(user=user)
-    market = market_get_open(symbol=request.market_symbol)
+    market = markets.get(request.market_symbol)
+    if market is None:
+        market = markets[request.market_symbol] = market_get_open(symbol=request.market_symbol)
     checked = _check(user=user, market=market, **request.fields)
     return model_build(  # Order(...) without the constructor's per-field work: a batch builds many
         Order,

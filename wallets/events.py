@@ -21,7 +21,7 @@ balances as the transaction left them. Messages of different transactions may st
 arrive out of order across processes; a client that needs the authority reads
 ``GET /api/v1/wallets`` (after a reconnect, for instance).
 
-Sent through ``kootabase.events.broadcast_after_commit`` (nothing is sent for a
+Sent through ``kootabase.events.broadcasts_after_commit`` (nothing is sent for a
 rollback, or for a savepoint rolled back); a failure to read or send is logged and
 dropped, like every broadcast.
 """
@@ -35,7 +35,7 @@ from decimal import Context, Decimal
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from kootabase.events import broadcast_after_commit, user_group
+from kootabase.events import broadcasts_after_commit, user_group
 from wallets.models import AccountKind, Currency, LedgerAccount
 
 logger = logging.getLogger(__name__)
@@ -78,9 +78,12 @@ def _announce(
                 "locked": balance_text(kinds.get(AccountKind.LOCKED, Decimal(0)), currency),
             }
         )
-    for user_id in sorted(by_user):
-        message = {"type": "user.balances", "balances": sorted(by_user[user_id], key=lambda b: b["currency"])}
-        broadcast_after_commit(user_group(user_id), message)
+    broadcasts_after_commit(
+        [
+            (user_group(user_id), {"type": "user.balances", "balances": sorted(rows, key=lambda b: b["currency"])})
+            for user_id, rows in sorted(by_user.items())
+        ]
+    )
 
 
 def _read(pairs: Iterable[tuple[int, int]], using: str) -> dict[tuple[int, int], dict[str, Decimal]]:

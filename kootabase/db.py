@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, Error, connections, models, router
@@ -88,6 +88,28 @@ _RENDERED_TYPES = _INTEGER_TYPES | {
 }
 
 
+@cache
+def _prepared_by_django(field: models.Field) -> bool:
+    """Whether the field's values are prepared for the database by Django's own code (a
+    foreign key's by its target's too), not by a subclass that transforms them: then a
+    ``str`` of a text field is stored as it is and ``None`` as NULL."""
+    fields = (field, field.target_field) if hasattr(field, "target_field") else (field,)
+    return all(
+        getattr(type(f), name).__module__.startswith("django.")
+        for f in fields
+        for name in ("get_prep_value", "get_db_prep_value", "get_db_prep_save")
+    )
+
+
+_TEXT_TYPES = frozenset(("CharField", "TextField", "EmailField", "SlugField", "URLField"))
+
+
+def _money_field() -> type[models.Field]:
+    from wallets.models import MoneyField  # the apps' models import this module
+
+    return MoneyField
+
+
 def _internal_type(field: models.Field) -> str:
     """The type of the column's values (a foreign key's: its target's)."""
     return getattr(field, "target_field", field).get_internal_type()
@@ -98,10 +120,12 @@ class Values:
     the model fields themselves, so they are stored exactly as the ORM stores them.
 
     On MySQL/MariaDB each value becomes its SQL text (``_mysql_render``) as it is
-    converted, with shortcuts that give the same text: an integer key is written as it
-    is, and a time is converted once when a statement repeats it (a batch's
-    ``updated_at``); ``execute`` then runs the statement's text. Elsewhere values are
-    the fields' prepared values, passed as parameters."""
+    converted, with shortcuts that store the same value: an integer key, a plain string
+    of a text field, a boolean, a zero amount and a null are written as they are (where
+    the field's preparation is Django's own or the ledger's ``MoneyField``), and a time
+    is converted once when a statement repeats it (a batch's ``updated_at``);
+    ``execute`` then runs the statement's text. Elsewhere values are the fields'
+    prepared values, passed as parameters."""
 
     def __init__(self, connection: Any, fields: Sequence[models.Field]) -> None:
         self.connection = connection
@@ -115,22 +139,47 @@ class Values:
         if render is None:
             return lambda value: prepare(value, connection)
         kind = _internal_type(field)
+        plain = _prepared_by_django(field)
         if kind in _INTEGER_TYPES:
 
             def integer(value: Any) -> str:
                 if type(value) is int:
                     return str(value)
+                if value is None and plain:
+                    return "NULL"
                 return render(prepare(value, connection))
 
             return integer
-        if kind in ("MoneyField", "DecimalField"):
+        if kind in ("MoneyField", "DecimalField") and (plain or isinstance(field, _money_field())):
             prepare_value = field.get_db_prep_value  # what get_db_prep_save calls for a plain value
 
             def decimal(value: Any) -> str:
+                if value is None:
+                    return "NULL"
+                if type(value) is Decimal and not value:  # zero (or -0): valid, and stored as 0
+                    return "0"
                 prepared = prepare_value(value, connection)
                 return format(prepared, "f") if type(prepared) is Decimal else render(prepared)
 
             return decimal
+        if kind in _TEXT_TYPES and plain:
+
+            def text(value: Any) -> str:
+                if type(value) is str:
+                    return render(value)
+                return "NULL" if value is None else render(prepare(value, connection))
+
+            return text
+        if kind == "BooleanField" and plain:
+
+            def boolean(value: Any) -> str:
+                if value is True:
+                    return "1"
+                if value is False:
+                    return "0"
+                return render(prepare(value, connection))
+
+            return boolean
         if kind == "DateTimeField":
             last: list[Any] = [object(), ""]
 

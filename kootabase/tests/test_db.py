@@ -347,3 +347,20 @@ def test_an_error_while_a_write_is_in_flight_leaves_the_connection_usable():
     assert not User.objects.filter(email="midway@example.com").exists()
     rows_insert(User, [User(email="after@example.com", password="!")])
     assert User.objects.filter(email="after@example.com").exists()
+
+
+def test_values_are_written_as_they_are_only_where_django_prepares_them():
+    """The shortcuts that write a string, a boolean or a null without the field's
+    preparation are for fields whose preparation is Django's own: a field that transforms
+    its values (the chain's raw amounts check and normalise theirs) is prepared as the ORM
+    prepares it."""
+    from accounts.models import User as Account
+    from blockchain.models import OutgoingTx
+    from kootabase.db import _prepared_by_django
+    from orders.models import Order
+
+    for field in ("side", "client_order_id", "post_only", "seq", "user", "created_at"):
+        assert _prepared_by_django(Order._meta.get_field(field)), field
+    assert _prepared_by_django(Account._meta.get_field("email"))
+    assert not _prepared_by_django(OutgoingTx._meta.get_field("raw_amount"))
+    assert not _prepared_by_django(Order._meta.get_field("price"))  # the ledger's MoneyField, its own shortcut

@@ -51,12 +51,9 @@ MARKET = "ETH-USDT"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="kb_bench", help="MariaDB database to (re)create")
-    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    database_arguments(parser, db="kb_bench", redis_db=14)
     parser.add_argument("--workers", type=int, default=3, help="uvicorn workers")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=10000, help="orders for the matcher settling run")
     parser.add_argument("--rates", default="250,500,1000,1500", help="offered orders/s, one step each")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per step")
@@ -73,10 +70,28 @@ def parse_args() -> argparse.Namespace:
         default=5.0,
         help="seconds of load at the first rate before the measured steps, not counted",
     )
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-settle", action="store_true")
     parser.add_argument("--settle-only", action="store_true", help="only the matcher settling run")
     return parser.parse_args()
+
+
+def database_arguments(parser: argparse.ArgumentParser, *, db: str, redis_db: int) -> None:
+    """The options of a bench that runs Django on a MariaDB database of its own: the
+    database, the servers, the users it seeds and the seed of its order mix."""
+    parser.add_argument("--db", default=db, help="MariaDB database to (re)create")
+    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
+    parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{redis_db}")
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+
+
+def django_on_fresh_database(args: argparse.Namespace) -> dict[str, str]:
+    """Drop, re-create and migrate ``args.db``, set Django up on it in this process, and
+    return the environment the bench's other processes run with."""
+    env = environment(args)
+    reset_database(args, env)
+    setup_django(env)
+    return env
 
 
 def environment(args: argparse.Namespace) -> dict[str, str]:
@@ -364,9 +379,7 @@ def fill_latencies(results: list[dict]) -> list[float]:
 
 def main() -> None:
     args = parse_args()
-    env = environment(args)
-    reset_database(args, env)
-    setup_django(env)
+    env = django_on_fresh_database(args)
     from accounts.services import tokens_issue
 
     print(f"seeding {args.users} users ...", flush=True)

@@ -36,12 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="kb_drain", help="MariaDB database to (re)create")
-    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
-    parser.add_argument("--users", type=int, default=200)
+    e2e_orders.database_arguments(parser, db="kb_drain", redis_db=13)
     parser.add_argument("--backlog", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=0, help="0: the matcher's own")
     parser.add_argument("--profile", metavar="SORT", help="print a CPU profile sorted by SORT (tottime, cumulative)")
@@ -111,9 +107,7 @@ def drain(args: argparse.Namespace) -> tuple[int, float, float, dict[str, float]
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))
-    env = e2e_orders.environment(argparse.Namespace(mysql=args.mysql, db=args.db, redis_url=args.redis_url))
-    e2e_orders.reset_database(argparse.Namespace(mysql=args.mysql, db=args.db), env)
-    e2e_orders.setup_django(env)
+    env = e2e_orders.django_on_fresh_database(args)
     dump = Path(env["KOOTABASE_VAR_DIR"]) / f"{args.db}-{args.users}u-{args.backlog}o-{args.seed}.sql"
     dump.parent.mkdir(parents=True, exist_ok=True)
     if not (args.reuse and dump.exists()):

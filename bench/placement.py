@@ -34,13 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="kb_place", help="MariaDB database to (re)create")
-    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    parser.add_argument("--users", type=int, default=200)
+    e2e_orders.database_arguments(parser, db="kb_place", redis_db=12)
     parser.add_argument("--orders", type=int, default=4000, help="orders per run")
     parser.add_argument("--batch", type=int, default=20, help="orders per orders_place_many call")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", metavar="SORT", help="print a CPU profile sorted by SORT (tottime, cumulative)")
     return parser.parse_args()
@@ -108,9 +104,7 @@ def place(groups: list[list], profile: cProfile.Profile | None) -> tuple[int, fl
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))
-    env = e2e_orders.environment(argparse.Namespace(mysql=args.mysql, db=args.db, redis_url=args.redis_url))
-    e2e_orders.reset_database(argparse.Namespace(mysql=args.mysql, db=args.db), env)
-    e2e_orders.setup_django(env)
+    e2e_orders.django_on_fresh_database(args)
     users = e2e_orders.seed_users(args.users)
     gc.freeze()  # as the web process does after start-up
     for run in range(1, args.runs + 1):

@@ -62,8 +62,9 @@ class DecimalInput(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
-def money_in(**kwargs: Any) -> serializers.DecimalField:
-    return DecimalInput(
+def money_in(field: type[DecimalInput] = DecimalInput, **kwargs: Any) -> serializers.DecimalField:
+    """An optional price or amount of the order API (null is none)."""
+    return field(
         max_digits=AMOUNT_MAX_DIGITS,
         decimal_places=AMOUNT_DECIMAL_PLACES,
         required=False,
@@ -388,12 +389,8 @@ class PriceFloorInput(DecimalInput):
 class PositionCloseInput(InputSerializer):
     """The body of a close (optional; the quote is a query parameter)."""
 
-    min_price = PriceFloorInput(
-        max_digits=AMOUNT_MAX_DIGITS,
-        decimal_places=AMOUNT_DECIMAL_PLACES,
-        required=False,
-        allow_null=True,
-        coerce_to_string=True,
+    min_price = money_in(
+        PriceFloorInput,
         help_text="The lowest price to sell at: the close becomes an immediate-or-cancel limit sell at this "
         "price, and what the book does not take at or above it stays unsold. Without it, a market order.",
     )

@@ -110,6 +110,26 @@ def _money_field() -> type[models.Field]:
     return MoneyField
 
 
+def _decimal_text(value: Decimal, whole_digits: int, places: int) -> str | None:
+    """The fixed-point text of a finite ``value`` whose spelling fits a column of
+    ``whole_digits`` integer digits and ``places`` decimal places once its trailing zeros
+    are dropped, else ``None`` (out of range, not finite or with more places: the field's
+    own preparation decides). A value that fits is what ``MoneyField`` and Django's
+    ``DecimalField`` store for it, without their checks' cost (thousands of values a
+    matcher batch)."""
+    if not value.is_finite():
+        return None
+    text = format(value, "f")
+    dot = text.find(".")
+    if (len(text) if dot < 0 else dot) - (text[0] == "-") > whole_digits:
+        return None
+    if dot >= 0 and len(text) - dot - 1 > places:  # arithmetic's trailing zeros, or too many places
+        text = text.rstrip("0").removesuffix(".")
+        if len(text) - dot - 1 > places:
+            return None
+    return text
+
+
 def _internal_type(field: models.Field) -> str:
     """The type of the column's values (a foreign key's: its target's)."""
     return getattr(field, "target_field", field).get_internal_type()
@@ -121,7 +141,8 @@ class Values:
 
     On MySQL/MariaDB each value becomes its SQL text (``_mysql_render``) as it is
     converted, with shortcuts that store the same value: an integer key, a plain string
-    of a text field, a boolean, a zero amount and a null are written as they are (where
+    of a text field, a boolean, an amount that fits its column as written and a null
+    are written as they are (where
     the field's preparation is Django's own or the ledger's ``MoneyField``), and a time
     is converted once when a statement repeats it (a batch's ``updated_at``);
     ``execute`` then runs the statement's text. Elsewhere values are the fields'
@@ -152,12 +173,17 @@ class Values:
             return integer
         if kind in ("MoneyField", "DecimalField") and (plain or isinstance(field, _money_field())):
             prepare_value = field.get_db_prep_value  # what get_db_prep_save calls for a plain value
+            whole_digits, places = field.max_digits - field.decimal_places, field.decimal_places
 
             def decimal(value: Any) -> str:
-                if value is None:
+                if type(value) is Decimal:
+                    if not value:  # zero (or -0): valid, and stored as 0
+                        return "0"
+                    text = _decimal_text(value, whole_digits, places)
+                    if text is not None:
+                        return text
+                elif value is None:
                     return "NULL"
-                if type(value) is Decimal and not value:  # zero (or -0): valid, and stored as 0
-                    return "0"
                 prepared = prepare_value(value, connection)
                 return format(prepared, "f") if type(prepared) is Decimal else render(prepared)
 

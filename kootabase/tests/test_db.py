@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from accounts.models import User
 from kootabase.db import row_update_where, rows_insert, rows_update
@@ -364,3 +366,75 @@ def test_values_are_written_as_they_are_only_where_django_prepares_them():
     assert _prepared_by_django(Account._meta.get_field("email"))
     assert not _prepared_by_django(OutgoingTx._meta.get_field("raw_amount"))
     assert not _prepared_by_django(Order._meta.get_field("price"))  # the ledger's MoneyField, its own shortcut
+
+
+_SPELLINGS = [
+    "1.5",
+    "-2.25",
+    "0.000000000000000001",
+    "-0.000000000000000001",
+    "999999999999999999.999999999999999999",
+    "-999999999999999999.999999999999999999",
+    "1000000000000000000",  # out of range
+    "-1000000000000000000",
+    "0.0000000000000000001",  # a 19th place
+    "1.5000000000000000000000",  # exact, spelled with more places than the column has
+    "1.50",
+    "1E+2",
+    "1E-18",
+    "1E-19",
+    "12345E-22",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "0",
+    "-0.000",
+]
+
+
+@pytest.mark.parametrize("spelling", _SPELLINGS)
+def test_an_amounts_sql_text_is_what_its_field_prepares(spelling):
+    """Values writes a Decimal that fits its column as written straight as text; the value
+    stored, and what is refused, are exactly those of the field's own preparation."""
+    from django.db import connection
+
+    from kootabase.db import _decimal_text
+    from wallets.models import MoneyField
+
+    field = MoneyField()
+    value = Decimal(spelling)
+    text = _decimal_text(value, field.max_digits - field.decimal_places, field.decimal_places)
+    try:
+        prepared = field.get_db_prep_value(value, connection)
+    except ValueError:
+        assert text is None
+    else:
+        assert text is None or Decimal(text) == Decimal(prepared)
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True, places=None))
+def test_an_amounts_sql_text_is_what_its_field_prepares_for_any_decimal(value):
+    from django.db import connection
+
+    from kootabase.db import _decimal_text
+    from wallets.models import MoneyField
+
+    field = MoneyField()
+    text = _decimal_text(value, field.max_digits - field.decimal_places, field.decimal_places)
+    try:
+        prepared = field.get_db_prep_value(value, connection)
+    except ValueError:
+        assert text is None
+    else:
+        assert text is None or Decimal(text) == Decimal(prepared)
+
+
+def test_an_amount_that_fits_as_written_is_its_own_text():
+    from kootabase.db import _decimal_text
+
+    assert _decimal_text(Decimal("1.50"), 18, 18) == "1.50"
+    assert _decimal_text(Decimal("-12345.000000000000000001"), 18, 18) == "-12345.000000000000000001"
+    assert _decimal_text(Decimal("1E+2"), 18, 18) == "100"
+    assert _decimal_text(Decimal("1.5000000000000000000000"), 18, 18) == "1.5"  # arithmetic's trailing zeros
+    assert _decimal_text(Decimal("7.0000000000000000000000"), 18, 18) == "7"
+    assert _decimal_text(Decimal("1.0000000000000000001"), 18, 18) is None  # the field refuses it

@@ -440,10 +440,10 @@ def main() -> None:
             "| fill p50 ms | fill p99 ms |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
-        for rate in rates:
+        for step, rate in enumerate(rates):
             before = meter.read()
             results, elapsed = asyncio.run(
-                load_step(rate, args.duration, tokens, args.port, rng, args.connections, args.batch)
+                load_step(rate, args.duration, tokens, args.port, rng, args.connections, args.batch, f"s{step}-")
             )
             ok = [r for r in results if r["status"] == 201]
             latencies = [r["latency"] * 1000 for r in results]

@@ -3,7 +3,7 @@ than running them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -50,6 +50,23 @@ def _mysql_render(connection: Any) -> Callable[[Any], str]:
         raise _NotRendered(kind)
 
     return render
+
+
+def values_for(connection: Any, key: Hashable, fields: Sequence[models.Field]) -> Values:
+    """``Values(connection, fields)`` for the statement ``key`` names (its model and
+    columns), made once per connection and kept while its link to the server is the same
+    one (a value's text is escaped by that link). A statement run for one row at a time
+    (a placement of one order) would otherwise make a converter per column every time."""
+    raw = connection.connection
+    made = getattr(connection, "_hot_values", None)
+    if raw is None or made is None or made[0] is not raw:
+        values = Values(connection, fields)  # connects first where the values are rendered
+        connection._hot_values = (connection.connection, {key: values})
+        return values
+    values = made[1].get(key)
+    if values is None:
+        values = made[1][key] = Values(connection, fields)
+    return values
 
 
 def execute(cursor: Any, connection: Any, sql: str, params: Sequence[Any]) -> None:
@@ -343,7 +360,7 @@ def rows_update(
     limit = connection.features.max_query_params or 60000
     size = max(1, min(UPDATE_ROWS_PER_STATEMENT, (limit - 1) // per_row))
     objs = sorted(objs, key=lambda obj: obj.pk)
-    values = Values(connection, [meta.pk, *columns])
+    values = values_for(connection, ("update", model, tuple(fields)), [meta.pk, *columns])
     key, converters = values.columns[0], values.columns[1:]
     unknown: tuple[Any, ...] = ()
     with connection.cursor() as cursor:
@@ -400,7 +417,7 @@ def row_update_where(model: type[models.Model], *, where: Mapping[str, Any], val
         fields = [by_attname[name] for name in (*values, *where)]
     except KeyError as exc:
         raise TypeError(f"{model.__name__} has no column attribute {exc.args[0]!r}") from None
-    converted = Values(connection, fields)
+    converted = values_for(connection, ("update where", model, tuple(values), tuple(where)), fields)
     params = [
         convert(value) for convert, value in zip(converted.columns, (*values.values(), *where.values()), strict=True)
     ]
@@ -480,7 +497,7 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
     returning = meta.pk.column if keys and connection.features.can_return_rows_from_bulk_insert and not suffix else None
     limit = connection.features.max_query_params or 60000
     size = max(1, limit // len(fields))
-    values = Values(connection, fields)
+    values = values_for(connection, ("insert", model), fields)
     # One time for every ``auto_now``/``auto_now_add`` value of the call, as a database
     # default gives the rows of one statement; a field with a ``pre_save`` of its own
     # gets its value from it, as ``bulk_create`` does.

@@ -20,7 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from kootabase.db import UPDATE_ROWS_PER_STATEMENT, Values, execute
+from kootabase.db import UPDATE_ROWS_PER_STATEMENT, execute, values_for
 from wallets.locks import ledger_accounts_lock
 from wallets.models import JournalEntry, LedgerAccount, LedgerLeg
 
@@ -146,7 +146,7 @@ def legs_insert(legs: list[tuple[int, int, Decimal, Decimal]]) -> None:
     connection = _connection()
     meta = LedgerLeg._meta
     names = ("entry", "account", "amount", "balance_after")
-    values = Values(connection, [meta.get_field(name) for name in names])
+    values = values_for(connection, "ledger legs", [meta.get_field(name) for name in names])
     entry, account, amount, balance_after = values.columns
     columns = tuple(meta.get_field(name).column for name in names)
     for chunk in _chunks(legs, len(columns)):
@@ -172,7 +172,7 @@ def balances_update(balances: dict[int, Decimal]) -> None:
     row by row: one statement over a big batch costs the square of its rows)."""
     connection = _connection()
     meta = LedgerAccount._meta
-    values = Values(connection, [meta.pk, meta.get_field("balance")])
+    values = values_for(connection, "ledger balances", [meta.pk, meta.get_field("balance")])
     key, balance_of = values.columns
     items = sorted(balances.items())
     for start in range(0, len(items), UPDATE_ROWS_PER_STATEMENT):

@@ -438,3 +438,32 @@ def test_an_amount_that_fits_as_written_is_its_own_text():
     assert _decimal_text(Decimal("1.5000000000000000000000"), 18, 18) == "1.5"  # arithmetic's trailing zeros
     assert _decimal_text(Decimal("7.0000000000000000000000"), 18, 18) == "7"
     assert _decimal_text(Decimal("1.0000000000000000001"), 18, 18) is None  # the field refuses it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statements_values_are_made_once_per_link_to_the_server():
+    """A hot statement's column converters are made once per connection and statement (a
+    placement of one order would otherwise make them for every statement: 35 columns an
+    order row), and made again once the connection has reconnected: the text they write
+    is escaped by the link they were made on."""
+    from django.db import connection
+
+    from kootabase.db import values_for
+
+    fields = [Market._meta.get_field("symbol"), Market._meta.get_field("tick_size")]
+    connection.ensure_connection()
+    first = values_for(connection, ("test", Market), fields)
+    assert values_for(connection, ("test", Market), fields) is first
+    assert values_for(connection, ("other", Market), fields) is not first
+    link = connection.connection
+    connection.close()  # (SQLite keeps an in-memory test database's link open)
+    connection.ensure_connection()
+    again = values_for(connection, ("test", Market), fields)
+    assert (again is first) == (connection.connection is link)
+    # and the statements that use them still write after the reconnection
+    users = [User(email=f"v{i}@example.com") for i in range(3)]
+    rows_insert(User, users)
+    connection.close()
+    more = [User(email=f"w{i}@example.com") for i in range(3)]
+    rows_insert(User, more)
+    assert User.objects.filter(email__in=[u.email for u in users + more]).count() == 6

@@ -158,12 +158,12 @@ class Values:
 
     On MySQL/MariaDB each value becomes its SQL text (``_mysql_render``) as it is
     converted, with shortcuts that store the same value: an integer key, a plain string
-    of a text field, a boolean, an amount that fits its column as written and a null
-    are written as they are (where
-    the field's preparation is Django's own or the ledger's ``MoneyField``), and a time
-    is converted once when a statement repeats it (a batch's ``updated_at``);
-    ``execute`` then runs the statement's text. Elsewhere values are the fields'
-    prepared values, passed as parameters."""
+    of a text field, a boolean, an amount that fits its column as written and a null are
+    written as they are (where the field's preparation is Django's own or the ledger's
+    ``MoneyField``), and a time is converted once when a statement repeats it (a batch's
+    ``updated_at``); ``execute`` then runs the statement's text. Elsewhere values are the
+    fields' prepared values, passed as parameters. ``values_for`` keeps a statement's
+    ``Values`` for the connection."""
 
     def __init__(self, connection: Any, fields: Sequence[models.Field]) -> None:
         self.connection = connection

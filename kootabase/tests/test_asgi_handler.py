@@ -87,6 +87,32 @@ def test_a_burst_waits_its_turn_instead_of_running_all_at_once(settings):
     assert len({a["thread"] for a in answers}) == 2  # the burst ran on the two pooled threads
 
 
+def test_a_cancelled_request_finishes_on_its_thread_before_the_next_request_starts(settings):
+    """A request whose task is cancelled (the server shutting down, say) cannot stop its
+    synchronous part; the thread it ran on takes the next request only after it ends, so
+    one thread (and its connection) never runs two requests at once."""
+    settings.ROOT_URLCONF = __name__
+    settings.WEB_MAX_CONCURRENT_REQUESTS = 1
+    _state.update(running=0, peak=0)
+    app = PooledASGIHandler()
+
+    async def run() -> tuple[float, list[dict]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            first = asyncio.ensure_future(client.get("/slow"))
+            while _state["running"] == 0:
+                await asyncio.sleep(0.001)
+            first.cancel()
+            started = time.perf_counter()
+            second = await client.get("/slow")
+            return time.perf_counter() - started, [second.json()]
+
+    waited, [second] = asyncio.run(run())
+    assert _state["peak"] == 1  # never both at once
+    assert waited >= 0.09  # the rest of the first one's 0.05 s, then its own
+    assert second["thread"]
+
+
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
 def test_requests_reuse_their_thread_and_its_database_connection(settings):

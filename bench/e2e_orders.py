@@ -332,6 +332,10 @@ async def load_step(
         requests.append(render("POST", path, f"{host}:{port}", headers, json.dumps(payload).encode()))
     generator = OpenLoop(host, port, requests, batch / rate, connections)
     answers, elapsed = await generator.run()
+    if generator.lost_after_idle:
+        idle = ", ".join(f"{seconds:.3f}" for seconds in sorted(generator.lost_after_idle))
+        lost = len(generator.lost_after_idle)
+        print(f"  {lost} request(s) lost with their connection, which had been idle for (s): {idle}")
     results: list[dict] = []
     for i, answer in enumerate(answers):
         try:

@@ -32,21 +32,24 @@ context variables), not asgiref's ``sync_to_async``: the executor already names 
 thread, and what ``sync_to_async`` adds (finding its thread-sensitive executor, copying
 the context variables back afterwards) was a third of the hop's cost. Django's database
 connections stay per thread either way: on a thread without an event loop they are plain
-thread-locals (``asgiref.local.Local(thread_critical=True)``). A view that calls
-``async_to_sync`` (the readiness probe) runs that coroutine on a loop of its own rather
-than on the web process's.
+thread-locals (``asgiref.local.Local(thread_critical=True)``). Each request thread is
+marked, once when it starts, as working for the process's event loop, as
+``sync_to_async`` marks its threads: ``async_to_sync`` in a request (the embedded run's
+broadcasts to its in-memory channel layer, the readiness probe) runs its coroutine on
+that loop, where the sockets are, not on a loop of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -70,7 +73,10 @@ class PooledASGIHandler(ASGIHandler):
         if pool is None:
             pool = self._pools[loop] = asyncio.LifoQueue()  # the most recently used thread first
             for _ in range(settings.WEB_MAX_CONCURRENT_REQUESTS):
-                pool.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-request"))
+                executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="web-request", initializer=_serve_loop, initargs=(loop,)
+                )
+                pool.put_nowait(executor)
         return pool
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -127,6 +133,13 @@ class PooledASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Mark this request thread as working for ``loop``, as ``sync_to_async`` marks the
+    threads it runs code on: ``async_to_sync`` here then runs its coroutine on ``loop``."""
+    SyncToAsync.threadlocal.main_event_loop = loop
+    SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
 
 
 def get_asgi_application() -> PooledASGIHandler:

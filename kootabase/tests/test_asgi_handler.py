@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
 from django.core import signals
 from django.db import connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
@@ -51,6 +52,13 @@ def streaming_view(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(parts())
 
 
+def loop_view(request: HttpRequest) -> JsonResponse:
+    async def which_loop() -> int:
+        return id(asyncio.get_running_loop())
+
+    return JsonResponse({"loop": async_to_sync(which_loop)()})
+
+
 def echo_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"body": request.body.decode(), "path": request.path, "script": get_script_prefix()})
 
@@ -61,6 +69,7 @@ urlpatterns = [
     path("thread", thread_view),
     path("streaming", streaming_view),
     path("echo", csrf_exempt(echo_view)),
+    path("loop", loop_view),
 ]
 
 
@@ -130,6 +139,22 @@ def test_the_middleware_chain_and_the_view_run_as_one_synchronous_call_on_a_pool
     assert not asyncio.iscoroutinefunction(handler._middleware_chain)  # no hop per middleware
     [answer] = _get(handler, "/thread", 1, concurrently=False)
     assert answer["thread"].startswith("web-request")
+
+
+def test_async_to_sync_in_a_request_runs_on_the_servers_event_loop(settings):
+    """As under ``sync_to_async``: the embedded run's in-memory channel layer and its
+    sockets live on that loop, so a broadcast from a request must run there."""
+    settings.ROOT_URLCONF = __name__
+    app = PooledASGIHandler()
+
+    async def run() -> tuple[int, list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            answers = [(await client.get("/loop")).json()["loop"] for _ in range(3)]
+        return id(asyncio.get_running_loop()), answers
+
+    server_loop, answers = asyncio.run(run())
+    assert answers == [server_loop] * 3
 
 
 def test_errors_still_get_the_projects_error_format(settings):

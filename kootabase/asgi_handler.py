@@ -7,9 +7,9 @@ per request). A new thread means a new database connection for every request (ab
 1 ms of CPU for the connection and its set-up queries, plus a thread start), and with
 persistent connections on, a connection left behind per dead thread.
 
-Here each web process keeps ``WEB_MAX_CONCURRENT_REQUESTS`` request contexts, each with
-its own long-lived thread and so its own persistent database connection
-(``DB_CONN_MAX_AGE``). A request takes a free context for its whole life and gives it
+Here each web process keeps ``WEB_MAX_CONCURRENT_REQUESTS`` request threads (an executor
+of one thread each), long-lived, and so each with its own persistent database connection
+(``DB_CONN_MAX_AGE``). A request takes a free thread for its whole life and gives it
 back at the end; when all are busy, the request waits its turn. That also bounds the
 process's database connections: overload becomes queueing (latency), never "too many
 connections" errors. WebSocket and lifespan traffic do not pass through here.

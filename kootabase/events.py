@@ -12,7 +12,11 @@ that announces many messages at once (a matcher's batch) queues them with
 ``async_to_sync`` per message would start an event loop — and open Redis connections —
 for each one, which costs more than the transaction that produced it.) The in-process
 layer of the embedded setup lives on the web server's event loop, so there the message
-is handed to that loop directly.
+is handed to that loop directly: the lifespan names the loop at start-up
+(``in_memory_layer_home``), and a thread of any kind (a request's, the placement thread,
+the matcher's) has its sends run there, in order, and waits for them. A thread that sends
+to an asyncio queue of another loop directly is not seen by that loop until something
+else wakes it.
 
 Groups named ``market.<symbol>`` (a matcher's batches, read by every web process's
 market-data hub) travel over their own channel layer, ``MARKET_DATA_LAYER`` (Redis
@@ -45,6 +49,8 @@ logger = logging.getLogger(__name__)
 PUBLISHER_QUEUE_LIMIT = 100_000
 MARKET_DATA_LAYER = "marketdata"  # settings.CHANNEL_LAYERS
 
+_in_memory_home: asyncio.AbstractEventLoop | None = None  # see in_memory_layer_home
+
 
 def user_group(user_id: int) -> str:
     """The Channels group of one user's private events (each of their sockets joins it)."""
@@ -68,6 +74,13 @@ def broadcasts_after_commit(messages: list[tuple[str, dict[str, Any]]]) -> None:
         transaction.on_commit(lambda: _send_many(messages))
 
 
+def in_memory_layer_home(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Name the event loop on which this process's sockets receive from the in-memory
+    channel layer (the server's; the embedded run's lifespan), or ``None``."""
+    global _in_memory_home
+    _in_memory_home = loop
+
+
 def layer_of(group: str) -> str:
     """The channel layer (alias) that carries ``group``."""
     return MARKET_DATA_LAYER if group.startswith("market.") else DEFAULT_CHANNEL_LAYER
@@ -78,17 +91,36 @@ def _send(group: str, message: dict[str, Any]) -> None:
 
 
 def _send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    items = []
+    items, in_memory = [], []
     for group, message in messages:
         layer = get_channel_layer(layer_of(group))
         if layer is None:
             continue
-        if isinstance(layer, InMemoryChannelLayer):
-            async_to_sync(layer.group_send)(group, message)
-        else:
-            items.append((layer, group, message))
+        (in_memory if isinstance(layer, InMemoryChannelLayer) else items).append((layer, group, message))
+    if in_memory:
+        _send_in_memory(in_memory)
     if items:
         _publisher.submit(items)
+
+
+def _send_in_memory(items: list[tuple[Any, str, dict[str, Any]]]) -> None:
+    """Run the in-memory layer's ``group_send`` of each item, in order, on the layer's home
+    loop when one is named and this is another thread; otherwise ``async_to_sync``'s
+    (which, under ``sync_to_async``, is the loop that called it)."""
+    home = _in_memory_home
+    if home is not None and home.is_running():
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a thread without a loop of its own
+            asyncio.run_coroutine_threadsafe(_group_send_each(items), home).result()
+            return
+    for layer, group, message in items:
+        async_to_sync(layer.group_send)(group, message)
+
+
+async def _group_send_each(items: list[tuple[Any, str, dict[str, Any]]]) -> None:
+    for layer, group, message in items:
+        await layer.group_send(group, message)
 
 
 class _Publisher:

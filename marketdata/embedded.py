@@ -28,6 +28,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connections
 
+from kootabase.events import in_memory_layer_home
 from orders.matcher import FencingError, MatcherLockError, matchers_run
 from orders.models import Market
 
@@ -102,6 +103,7 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                in_memory_layer_home(asyncio.get_running_loop())  # where this process's sockets listen
                 try:
                     if embedded_matchers_enabled():
                         self.matchers = EmbeddedMatchers()
@@ -114,5 +116,6 @@ class Lifespan:
             elif message["type"] == "lifespan.shutdown":
                 if self.matchers is not None:
                     await self.matchers.stop()
+                in_memory_layer_home(None)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

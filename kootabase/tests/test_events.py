@@ -2,13 +2,20 @@
 process when the channel layer is shared (Redis)."""
 
 import asyncio
+import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from kootabase.events import broadcast_after_commit, broadcasts_after_commit, broadcasts_flush
+from kootabase.events import (
+    broadcast_after_commit,
+    broadcasts_after_commit,
+    broadcasts_flush,
+    in_memory_layer_home,
+)
 
 
 @pytest.mark.redis
@@ -56,6 +63,38 @@ def test_in_memory_broadcasts_leave_after_commit_only():
         assert async_to_sync(layer.receive)(channel)["n"] == 1
     finally:
         async_to_sync(layer.group_discard)("events-test", channel)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_memory_broadcasts_from_any_thread_run_on_the_layers_home_loop():
+    """The embedded run's placement thread is a plain thread: its broadcasts must reach the
+    server's loop at once and in order, not wait for something else to wake that loop."""
+    layer = get_channel_layer()
+
+    async def scenario() -> tuple[list, float]:
+        in_memory_layer_home(asyncio.get_running_loop())
+        channel = await layer.new_channel("events-test.")
+        await layer.group_add("events-test", channel)
+        sent = threading.Event()
+
+        def from_a_plain_thread() -> None:
+            broadcasts_after_commit([("events-test", {"type": "test.message", "n": n}) for n in range(3)])
+            sent.set()
+
+        started = time.perf_counter()
+        threading.Thread(target=from_a_plain_thread).start()
+        received = [(await asyncio.wait_for(layer.receive(channel), 10))["n"] for _ in range(3)]
+        waited = time.perf_counter() - started
+        await layer.group_discard("events-test", channel)
+        assert await asyncio.get_running_loop().run_in_executor(None, sent.wait, 5)  # its sends were waited for
+        return received, waited
+
+    try:
+        received, waited = asyncio.run(scenario())
+    finally:
+        in_memory_layer_home(None)
+    assert received == [0, 1, 2]
+    assert waited < 5  # a send the loop does not see waits for the loop's next wake-up: here, the 10 s timeout
 
 
 @pytest.mark.redis

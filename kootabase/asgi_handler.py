@@ -34,9 +34,9 @@ the context variables back afterwards) was a third of the hop's cost. Django's d
 connections stay per thread either way: on a thread without an event loop they are plain
 thread-locals (``asgiref.local.Local(thread_critical=True)``). Each request thread is
 marked, once when it starts, as working for the process's event loop, as
-``sync_to_async`` marks its threads: ``async_to_sync`` in a request (the embedded run's
-broadcasts to its in-memory channel layer, the readiness probe) runs its coroutine on
-that loop, where the sockets are, not on a loop of its own.
+``sync_to_async`` marks its threads: ``async_to_sync`` in a request (the readiness
+probe's round trip through the channel layer) runs its coroutine on that loop, with the
+loop's connections, as under Django's own handler, not on a new loop per call.
 """
 
 from __future__ import annotations

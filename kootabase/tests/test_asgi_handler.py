@@ -142,8 +142,9 @@ def test_the_middleware_chain_and_the_view_run_as_one_synchronous_call_on_a_pool
 
 
 def test_async_to_sync_in_a_request_runs_on_the_servers_event_loop(settings):
-    """As under ``sync_to_async``: the embedded run's in-memory channel layer and its
-    sockets live on that loop, so a broadcast from a request must run there."""
+    """As under Django's own handler (``sync_to_async``): a coroutine a request runs
+    through ``async_to_sync`` (the readiness probe's round trip through the channel layer)
+    uses the server's loop and its connections, not a new loop per call."""
     settings.ROOT_URLCONF = __name__
     app = PooledASGIHandler()
 

@@ -6,9 +6,10 @@ same ``orders.matcher`` code, with the same single-writer lock, in one backgroun
 that runs every market — as one ``run_matcher`` process without ``--market``
 does, so a swap across two markets finds both books in the same matcher (see
 docs/orders.md, "Swap") — started and stopped by the ASGI lifespan
-(``kootabase.asgi``). The thread is a ``sync_to_async`` worker of the web process's event
-loop, so the matcher's after-commit broadcasts (``async_to_sync(group_send)``) run on
-that loop, where the hub listens.
+(``kootabase.asgi``). The lifespan also names the server's event loop as the in-memory
+channel layer's home (``kootabase.events.in_memory_layer_home``), so the after-commit
+broadcasts of this thread, of the requests and of the placement thread run on that loop,
+where the hub and the sockets listen.
 
 With ``REDIS_URL`` the matcher is its own process (``manage.py run_matcher``) and this
 does nothing. ``KOOTABASE_EMBEDDED_MATCHER=0`` turns it off (e.g. to run ``run_matcher``

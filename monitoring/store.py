@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -136,6 +137,14 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._purged = 0.0
+        _sqlite_stores.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A fork copies the lock as it was: held, if another thread of the parent (the
+        request counts' flushing thread) was writing, and no thread of the child would
+        ever release it. The child starts with its own, and its own connection."""
+        self._lock = threading.Lock()
+        self._conn, self._pid = None, 0
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
@@ -211,6 +220,19 @@ class SqliteStore:
 
 _store: tuple[tuple[str, str], Store] | None = None
 _store_lock = threading.Lock()
+_sqlite_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The locks of the store's choice and of every SQLite store start free in a forked
+    child (see ``SqliteStore._after_fork_in_child``); Redis's client reconnects by itself."""
+    global _store_lock
+    _store_lock = threading.Lock()
+    for store in list(_sqlite_stores):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_store() -> Store:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -133,6 +135,50 @@ def test_counters_add_up_across_processes_in_the_embedded_file(settings, tmp_pat
     settings.MONITORING_STORE_PATH = str(tmp_path / "monitoring.sqlite3")
     assert isinstance(get_store(), SqliteStore)
     _check_sum_across_processes()
+
+
+def test_a_child_forked_while_another_thread_writes_to_the_store_does_not_hang(settings, tmp_path):
+    """A fork copies a lock held by another thread (the flushing thread, in the middle of a
+    write) as held, with no thread left in the child to release it: the child's store and
+    the choice of store start unlocked."""
+    import monitoring.store
+
+    settings.MONITORING_REDIS_URL = ""
+    settings.MONITORING_STORE_PATH = str(tmp_path / "monitoring.sqlite3")
+    store = get_store()
+    assert isinstance(store, SqliteStore)
+    held, release = threading.Event(), threading.Event()
+
+    def writing() -> None:  # a write under way in another thread: both locks held
+        with monitoring.store._store_lock, store._lock:
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=writing)
+    writer.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                request_record(method="GET", status=503, route="readyz", duration=0.2)
+                services.request_counts_flush()
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child waited for a lock only its parent's thread could release")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        writer.join()
+    assert selectors.http_totals().requests == {("GET", "503"): 1}
 
 
 @pytest.mark.redis

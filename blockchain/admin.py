@@ -73,8 +73,6 @@ class AssetAdmin(admin.ModelAdmin):
     )
     list_filter = ("network",)
     list_select_related = ("currency", "network")
-    # Review thresholds are the AML threshold rule's parameters now (aml.RuleParameter).
-    exclude = ("review_threshold",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Asset | None = None) -> tuple[str, ...]:
         return ("network", "currency", "contract_address", "decimals") if obj else ()

@@ -123,9 +123,6 @@ class Asset(models.Model):
     min_deposit = MoneyField(default=0, help_text="Smaller deposits are recorded but not credited.")
     min_withdrawal = MoneyField(default=0)
     withdrawal_fee = MoneyField(default=0, help_text="Charged to the user per withdrawal, in the currency.")
-    review_threshold = MoneyField(
-        null=True, blank=True, help_text="Withdrawals of this amount or more wait for a reviewer."
-    )
     daily_withdrawal_limit = MoneyField(
         null=True, blank=True, help_text="Per user and rolling 24 hours (amount + fee); empty: no limit."
     )

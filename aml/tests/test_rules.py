@@ -136,19 +136,33 @@ def test_a_missing_blocklist_file_blocks_nothing(blocklist_file, settings, usdt)
     assert rules.evaluate(item(usdt, "1")) == []
 
 
+@pytest.mark.django_db(transaction=True)  # the schema goes back and forth
 def test_the_data_migration_turns_the_old_asset_review_thresholds_into_threshold_rules(chain, network, usdt_asset):
     """Migration 0002 seeds the defaults and moves each currency's lowest per-asset review
-    threshold (the old withdrawal rule) into a threshold row for withdrawals."""
-    from django.apps import apps
+    threshold (the old withdrawal rule) into a threshold row for withdrawals; the column
+    is dropped after it (blockchain 0004). Run on the schema as it was before the drop."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
 
     migration = importlib.import_module("aml.migrations.0002_default_rules")
-    RuleParameter.objects.all().delete()
-    usdt_asset.review_threshold = Decimal(2500)
-    usdt_asset.save()
-    migration.seed(apps, None)
+    before = [("blockchain", "0003_case_sensitive_keys"), ("aml", "0002_default_rules")]
+    executor = MigrationExecutor(connection)
+    executor.migrate([before[0]])  # the column back, empty
+    try:
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        old.get_model("blockchain", "Asset").objects.filter(pk=usdt_asset.pk).update(review_threshold=Decimal(2500))
+        old.get_model("blockchain", "Asset").objects.exclude(pk=usdt_asset.pk).update(review_threshold=None)
+        RuleParameter.objects.all().delete()
+        migration.seed(old, None)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
     threshold = RuleParameter.objects.get(rule="threshold")
     assert (threshold.kind, threshold.currency, threshold.amount) == ("withdrawal", usdt_asset.currency, Decimal(2500))
     assert RuleParameter.objects.count() == len(migration.DEFAULTS) + 1
+    with connection.cursor() as cursor:
+        columns = {c.name for c in connection.introspection.get_table_description(cursor, "blockchain_asset")}
+    assert "review_threshold" not in columns and "withdrawal_fee" in columns
 
 
 def test_the_demo_thresholds_are_seeded_once_per_currency_and_kind():

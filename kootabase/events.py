@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -127,6 +128,14 @@ class _Publisher:
     """A daemon thread with its own event loop that sends queued broadcasts in order."""
 
     def __init__(self) -> None:
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """No publisher yet. Also a forked child's start: the fork copies the loop as
+        running but not its thread (and the lock as it was), so the child's broadcasts
+        would wake the parent's loop and be lost. What the parent had queued is the
+        parent's to send; the child starts a publisher of its own on its first broadcast."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]] | None = None

@@ -2,6 +2,7 @@
 process when the channel layer is shared (Redis)."""
 
 import asyncio
+import os
 import threading
 import time
 
@@ -10,6 +11,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from kootabase import events
 from kootabase.events import (
     broadcast_after_commit,
     broadcasts_after_commit,
@@ -42,6 +44,37 @@ def test_redis_broadcasts_leave_after_commit_in_order():
         assert async_to_sync(receive_all)() == list(range(50))
     finally:
         async_to_sync(layer.group_discard)("events-test", channel)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_forked_child_starts_a_publisher_of_its_own():
+    """A fork copies the publisher's loop as running, but not its thread: the child's
+    broadcasts would wake the parent's loop and be lost. The child starts its own."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)("events-fork.")
+    async_to_sync(layer.group_add)("events-fork", channel)
+    try:
+        broadcast_after_commit("events-fork", {"type": "test.message", "n": "parent"})  # the publisher runs
+        assert broadcasts_flush()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                # What a commit hook runs (the child leaves the parent's database connection alone).
+                events._send_many([("events-fork", {"type": "test.message", "n": "child"})])
+                code = 0 if broadcasts_flush(timeout=10) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+        async def receive_two() -> list:
+            return [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(2)]
+
+        assert async_to_sync(receive_two)() == ["parent", "child"]
+    finally:
+        async_to_sync(layer.group_discard)("events-fork", channel)
 
 
 @pytest.mark.django_db(transaction=True)

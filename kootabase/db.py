@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
@@ -258,44 +259,107 @@ class Values:
 _streams: dict[int, _WriteStream] = {}
 
 
+# mysql_set_server_option's values (MySQL's and MariaDB's client library).
+_MULTI_STATEMENTS_ON, _MULTI_STATEMENTS_OFF = 0, 1
+
+
 class _WriteStream:
     """One connection's writes sent without waiting (MySQL/MariaDB's protocol lets a client
-    send a statement and read its outcome later): at most one is in flight, and its outcome
-    is read before anything else reaches the connection."""
+    send a statement and read its outcome later), one at a time or, deferred, queued and
+    sent together as one text; what is sent is read before anything else reaches the
+    connection."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, *, deferred: bool = False) -> None:
         connection.ensure_connection()
         self.connection = connection
         self.db = connection.connection
-        self.in_flight = False
+        self.deferred = deferred
+        self.queued: list[str] = []
+        self.in_flight = 0  # statements sent whose outcome is not read yet
 
     def send(self, sql: str) -> None:
+        if self.deferred:
+            self.queued.append(sql)
+            return
         self.wait()
         with self.connection.wrap_database_errors:
             self.db.send_query(sql.encode(self.db.encoding))
-        self.in_flight = True
+        self.in_flight = 1
+
+    def launch(self) -> None:
+        """Send the queued writes as one text of statements, without waiting for them. The
+        connection takes several statements in one text only while they are sent and read."""
+        self.wait()
+        if not self.queued:
+            return
+        text, count, self.queued = ";\n".join(self.queued), len(self.queued), []
+        with self.connection.wrap_database_errors:
+            if count > 1:
+                self.db.set_server_option(_MULTI_STATEMENTS_ON)
+            try:
+                self.db.send_query(text.encode(self.db.encoding))
+            except BaseException:
+                self._single_statements(count, quietly=True)
+                raise
+        self.in_flight = count
 
     def wait(self) -> None:
-        """Read the outcome of the statement in flight: its error, if it failed, is raised
-        here, as the driver would have raised it from ``execute``."""
+        """Read the outcome of what is in flight: the first error, if a statement failed
+        (the server runs none after it), is raised here, as the driver would have raised
+        it from ``execute``."""
         if not self.in_flight:
             return
-        self.in_flight = False
+        count, self.in_flight = self.in_flight, 0
         from django.db.backends.mysql.base import CursorWrapper
 
         with self.connection.wrap_database_errors:
             try:
                 self.db.read_query_result()
+                if self.db.field_count():
+                    self.db.discard_result()
+                while count > 1 and self.db.next_result() == 0:
+                    if self.db.field_count():
+                        self.db.discard_result()
             except self.connection.Database.OperationalError as exc:
+                self._single_statements(count, quietly=True)
                 if exc.args[0] in CursorWrapper.codes_for_integrityerror:  # as Django's cursor does
                     raise self.connection.Database.IntegrityError(*tuple(exc.args)) from None
                 raise
-            if self.db.field_count():
-                self.db.discard_result()
+            except BaseException:
+                self._single_statements(count, quietly=True)
+                raise
+            self._single_statements(count)
+
+    def _single_statements(self, count: int, *, quietly: bool = False) -> None:
+        """One statement per text again, after ``count`` were sent in one; ``quietly``
+        while another error is on its way (a connection that is gone fails this too)."""
+        if count > 1:
+            if quietly:
+                with suppress(Exception):
+                    self.db.set_server_option(_MULTI_STATEMENTS_OFF)
+            else:
+                self.db.set_server_option(_MULTI_STATEMENTS_OFF)
 
     def before_statement(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        self.launch()
         self.wait()
         return execute(sql, params, many, context)
+
+    def attach(self) -> None:
+        _streams[id(self.connection)] = self
+        self.connection.execute_wrappers.append(self.before_statement)
+
+    def detach(self) -> None:
+        """Stop streaming; anything still in flight is read first, its error suppressed
+        (the caller is already raising one, or rolls back): the connection must be in step
+        for whatever comes next. Queued writes not launched are dropped."""
+        self.queued = []
+        try:
+            with suppress(Error):
+                self.wait()
+        finally:
+            self.connection.execute_wrappers.remove(self.before_statement)
+            del _streams[id(self.connection)]
 
 
 @contextmanager
@@ -312,17 +376,56 @@ def writes_streamed(alias: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     if connection.vendor != "mysql" or id(connection) in _streams:
         yield
         return
-    stream = _streams[id(connection)] = _WriteStream(connection)
+    stream = _WriteStream(connection)
+    stream.attach()
     try:
-        with connection.execute_wrapper(stream.before_statement):
-            yield
-            stream.wait()
-    except BaseException:
-        with suppress(Error):  # the error being raised is the one that counts
-            stream.wait()  # the connection must be in step again for the rollback
-        raise
+        yield
+        stream.wait()
     finally:
-        del _streams[id(connection)]
+        stream.detach()
+
+
+class WritesInFlight:
+    """The writes of a transaction sent to MySQL/MariaDB as one text, and read later: the
+    Python work of the caller, and another connection's, go on meanwhile (the matcher works
+    out its next batch while the server writes the one before). See ``writes_deferred``."""
+
+    def __init__(self, stream: _WriteStream | None) -> None:
+        self._stream = stream
+
+    def launch(self) -> None:
+        """Send what is queued, without waiting for the server."""
+        if self._stream is not None:
+            self._stream.launch()
+
+    def wait(self) -> None:
+        """Wait for what was sent; raises the error of the statement that failed."""
+        if self._stream is not None:
+            self._stream.wait()
+
+    def close(self) -> None:
+        """The connection back to normal (see ``_WriteStream.detach``): after ``wait``, or
+        on the way out of a failure, before the transaction's rollback."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.detach()
+
+
+def writes_deferred(alias: str = DEFAULT_DB_ALIAS) -> WritesInFlight:
+    """Until ``close()``, the writes that ``Values.send`` runs on MySQL/MariaDB are queued;
+    ``launch()`` sends them as one text of statements (one round trip, and the server runs
+    them back to back) without waiting, ``wait()`` reads their outcome. Order is kept: any
+    other statement on the connection first sends the queue and waits for it, and the
+    caller must ``wait()`` before the transaction ends. The first error is raised by
+    ``wait()`` (or that statement); the server runs none of the writes after it, and the
+    caller rolls the whole transaction back. Elsewhere (SQLite, PostgreSQL), and inside
+    ``writes_streamed``, writes run as they come and the handle does nothing."""
+    connection = connections[alias]
+    if connection.vendor != "mysql" or id(connection) in _streams:
+        return WritesInFlight(None)
+    stream = _WriteStream(connection, deferred=True)
+    stream.attach()
+    return WritesInFlight(stream)
 
 
 #: Rows per ``UPDATE ... CASE`` statement of ``rows_update``. The server finds a row's value
@@ -445,17 +548,19 @@ def _insert_sql(
     return f"{sql} RETURNING {quote(returning)}" if returning else sql
 
 
-def rows_insert(model: type[models.Model], objs: Sequence[models.Model], *, keys: bool = True) -> None:
+def rows_insert(
+    model: type[models.Model], objs: Sequence[models.Model], *, keys: bool = True, now: datetime | None = None
+) -> None:
     """Insert ``objs`` (new rows of a model with an auto primary key) with multi-row
     ``INSERT`` statements built once per shape — what ``QuerySet.bulk_create`` does
     without compiling an ORM expression per value. Values come from the fields themselves
     (``pre_save``, ``get_db_prep_save``, see ``Values``); ``auto_now``/``auto_now_add``
-    times are one time for the call. Where
+    times are one time for the call (``now``, when the caller has used it already). Where
     the database returns inserted rows (MariaDB 10.5+, SQLite, PostgreSQL) each object
     gets its primary key, as with ``bulk_create``; ``keys=False`` is for a caller that
     does not use them: the objects get none, and inside ``writes_streamed`` the
     statements are sent without waiting."""
-    _insert(model, objs, keys=keys)
+    _insert(model, objs, keys=keys, now=now)
 
 
 def rows_upsert(
@@ -486,7 +591,14 @@ def rows_upsert(
 _PLAIN_PRE_SAVE = frozenset((models.Field.pre_save, models.DateField.pre_save, models.DateTimeField.pre_save))
 
 
-def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: str = "", keys: bool = True) -> None:
+def _insert(
+    model: type[models.Model],
+    objs: Sequence[models.Model],
+    *,
+    suffix: str = "",
+    keys: bool = True,
+    now: datetime | None = None,
+) -> None:
     if not objs:
         return
     alias = router.db_for_write(model)
@@ -501,7 +613,7 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], *, suffix: 
     # One time for every ``auto_now``/``auto_now_add`` value of the call, as a database
     # default gives the rows of one statement; a field with a ``pre_save`` of its own
     # gets its value from it, as ``bulk_create`` does.
-    now = timezone.now()
+    now = now or timezone.now()
     plain: list[tuple[str, Callable[[Any], Any]]] = []
     own: list[models.Field] = []
     for field, convert in zip(fields, values.columns, strict=True):

@@ -154,10 +154,14 @@ if DATABASE_VENDOR == "mysql":
     # READ COMMITTED: money rows are always read with SELECT ... FOR UPDATE, so we need no
     # repeatable snapshots; it avoids REPEATABLE READ's gap locks, which multiply deadlocks
     # between concurrent inserts of ledger legs. See docs/architecture.md.
+    # One statement per text (mysqlclient allows several by default): a text can never carry
+    # a second statement. The matcher's deferred writes turn it on for their own text only
+    # (kootabase.db.writes_deferred).
     _db.setdefault("OPTIONS", {}).update(
         {
             "charset": "utf8mb4",
             "isolation_level": "read committed",
+            "multi_statements": False,
             "init_command": "SET sql_mode='STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'",
         }
     )

@@ -351,6 +351,81 @@ def test_an_error_while_a_write_is_in_flight_leaves_the_connection_usable():
     assert User.objects.filter(email="after@example.com").exists()
 
 
+# --- writes_deferred ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_deferred_writes_land_in_order_and_a_read_first_sends_them():
+    """Queued writes go out in their order, together; a statement on the connection before
+    ``launch`` sends them and waits, so it sees them (elsewhere than MariaDB they run at once)."""
+    from django.db import transaction
+
+    from kootabase.db import writes_deferred
+
+    users = [User(email=f"deferred{i}@example.com", password="!", name="before") for i in range(300)]
+    with transaction.atomic():
+        writes = writes_deferred()
+        try:
+            rows_insert(User, users, keys=False)
+            stored = list(User.objects.filter(email__startswith="deferred").order_by("email"))  # sends the insert
+            assert len(stored) == 300
+            for name in ("first", "second"):
+                for user in stored:
+                    user.name = f"{name} {user.email}"
+                rows_update(User, stored, ["name"])  # two statements each: four queued
+            writes.launch()  # one text
+            writes.wait()
+        finally:
+            writes.close()
+    assert sorted(_names("deferred")) == sorted(f"second deferred{i}@example.com" for i in range(300))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.mariadb
+def test_a_deferred_write_that_fails_stops_the_rest_and_raises_at_the_wait():
+    from django.db import IntegrityError, ProgrammingError, connection, transaction
+
+    from kootabase.db import _streams, writes_deferred
+
+    rows_insert(User, [User(email="taken@example.com", password="!")])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        writes = writes_deferred()
+        try:
+            rows_insert(User, [User(email="fresh@example.com", password="!")], keys=False)
+            rows_insert(User, [User(email="taken@example.com", password="!")], keys=False)  # a duplicate
+            rows_insert(User, [User(email="later@example.com", password="!")], keys=False)
+            writes.launch()
+            assert _streams[id(connection)].in_flight == 3  # Python goes on while they run
+            writes.wait()
+        finally:
+            writes.close()
+    assert not User.objects.filter(email__in=["fresh@example.com", "later@example.com"]).exists()
+    assert User.objects.filter(email="taken@example.com").count() == 1
+    with pytest.raises(ProgrammingError), connection.cursor() as cursor:  # one statement a text again
+        cursor.execute("SELECT 1; SELECT 2")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.mariadb
+def test_closing_deferred_writes_in_flight_leaves_the_connection_usable():
+    from django.db import transaction
+
+    from kootabase.db import writes_deferred
+
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        writes = writes_deferred()
+        try:
+            rows_insert(User, [User(email="midway@example.com", password="!")], keys=False)
+            rows_insert(User, [User(email="midway2@example.com", password="!")], keys=False)
+            writes.launch()
+            raise ZeroDivisionError  # while the writes are in flight
+        finally:
+            writes.close()
+    assert not User.objects.filter(email__startswith="midway").exists()
+    rows_insert(User, [User(email="after@example.com", password="!")])
+    assert User.objects.filter(email="after@example.com").exists()
+
+
 def test_values_are_written_as_they_are_only_where_django_prepares_them():
     """The shortcuts that write a string, a boolean or a null without the field's
     preparation are for fields whose preparation is Django's own: a field that transforms

@@ -38,7 +38,7 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -48,7 +48,15 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
-from kootabase.db import exists_using_index, model_build, row_update_where, rows_insert, rows_update, writes_streamed
+from kootabase.db import (
+    exists_using_index,
+    model_build,
+    row_update_where,
+    rows_insert,
+    rows_update,
+    writes_deferred,
+    writes_streamed,
+)
 from kootabase.errors import ServiceError
 from kootabase.events import broadcasts_after_commit, broadcasts_flush
 from kootabase.statements import Many, Statement
@@ -93,6 +101,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000  # a backlog spreads the per-batch statements and the commit over many orders
+#: Batches of a backlog worked out while the one before is written (see ``_commit_ahead``),
+#: before the queues are read afresh and the other markets of the process get their turn.
+AHEAD_BATCHES = 4
 IDLE_SLEEP = 0.05
 HEARTBEAT_EVERY = 5.0
 
@@ -278,6 +289,7 @@ class _Batch:
     transfers: list[tuple[str, str, list[tuple[AccountKey, Decimal]]]] = field(default_factory=list)
     levels: dict[tuple[str, int], int] = field(default_factory=dict)  # (side, ticks) -> lots
     before: dict[int, tuple[Any, ...]] | None = None  # order id -> its _WRITTEN values as stored
+    pending_ids: list[int] = field(default_factory=list)  # the pending orders it took, in order
 
 
 def _cancel_reason(order: Order) -> str:
@@ -321,6 +333,16 @@ class _QueueReads:
             lambda: pending().filter(cancel_requested=True).order_by("pk")[:batch_size], index=_PENDING_INDEX
         )
         self.cancels = Statement(lambda: cancels().order_by("pk")[:batch_size], index=_CANCELS_INDEX)
+        # Read ahead (``MarketMatcher._read_ahead``): the pending orders past the batch in
+        # flight, and which of the orders it took have had a cancel requested since.
+        self.pending_after = Statement(
+            lambda after: pending().filter(pk__gt=after).order_by("pk")[:batch_size],
+            index=_PENDING_INDEX,
+            after=Order._meta.pk,
+        )
+        self.cancel_requested_among = Statement(
+            lambda ids: Order.objects.filter(pk__in=ids, cancel_requested=True), ids=Many(Order._meta.pk)
+        )
         self.status_locked = Statement(
             lambda: Market.objects.select_for_update().filter(pk=market_id).values_list("status")
         )
@@ -343,6 +365,8 @@ class MarketMatcher:
         self._off_size: dict[int, Order] = {}  # resting orders and stops the rebuild left out (see there)
         self.marketdata: MarketDataWriter | None = None
         self._queue_reads: _QueueReads | None = None
+        self._reader: Any = None  # the connection batches are read ahead on (MySQL/MariaDB)
+        self._in_flight: dict[int, Order] | None = None  # while reading ahead: the orders the batch in flight changed
         self._last_heartbeat = 0.0
         self._last_lock_check = time.monotonic()
 
@@ -370,6 +394,7 @@ class MarketMatcher:
         logger.info("matcher %s started: epoch %d, seq %d", self.symbol, self.epoch, self.last_seq)
 
     def stop(self) -> None:
+        self._close_reader()
         self.lock.release()
 
     def rebuild(self) -> None:
@@ -459,8 +484,11 @@ class MarketMatcher:
         try:
             batch = self._apply(pending, cancels, stored=True, off_size=True)
             settled = len(self._off_size.keys() - {order.pk for order in cancels}) if self._off_size else 0
-            with transaction.atomic():
-                self._commit(batch, status=status)
+            if self._reads_ahead(status, pending):
+                settled += self._commit_ahead(batch, status=status)
+            else:
+                with transaction.atomic():
+                    self._commit(batch, status=status)
             self._off_size = {}
         except MarketStatusChanged as exc:
             logger.info("matcher %s: %s; the batch waits for the new status", self.symbol, exc)
@@ -508,6 +536,7 @@ class MarketMatcher:
         return self._queue_reads
 
     def _reset_after_failure(self) -> None:
+        self._close_reader()  # it may be what failed: opened afresh when next needed
         try:
             self.rebuild()
         except FencingError:
@@ -637,6 +666,7 @@ class MarketMatcher:
             batch.orders[order.pk] = order
             if batch.before is not None:
                 batch.before[order.pk] = _written(order)
+        batch.pending_ids = [order.pk for order in pending]
         for order in settle:  # the remainder is cancelled and its hold released; the fills stay
             reason = _cancel_reason(order) if order.cancel_requested else "invalid"
             self._finish(batch, order, OrderStatus.CANCELLED, reason)
@@ -693,6 +723,10 @@ class MarketMatcher:
                 for start in range(0, len(missing), _ORDERS_BY_ID_AT_ONCE)
                 for order in _ORDERS_BY_ID.objects(ids=missing[start : start + _ORDERS_BY_ID_AT_ONCE])
             }
+            if self._in_flight:  # read ahead: as the batch in flight leaves them (see _read_ahead)
+                for pk, order in loaded.items():
+                    if pk in self._in_flight:
+                        _written_from(self._in_flight[pk], order)
             batch.orders.update(loaded)
             if batch.before is not None:
                 batch.before.update((pk, _written(order)) for pk, order in loaded.items())
@@ -826,17 +860,33 @@ class MarketMatcher:
             order.hold_left = Decimal(0)
 
     def _commit(self, batch: _Batch, *, status: str) -> None:
+        # The writes are sent without waiting for the server: the Python work after each
+        # (the next statement, the batch's events) goes on while the server runs it. Any
+        # failure still rolls the whole batch back.
+        with writes_streamed():
+            self._write(batch, self._accounts(batch, status))
+
+    def _accounts(self, batch: _Batch, status: str) -> dict[AccountKey, LedgerAccount]:
+        """The batch's first statements: the fence, the market's status, the ledger accounts."""
         self._fence()
         self._check_status(status)
         keys = {key for _, _, legs in batch.transfers for key, _ in legs}
-        accounts: dict[AccountKey, LedgerAccount] = ledger_accounts_ensure(keys=keys) if keys else {}
-        # The legs, the balances and the order updates are sent without waiting for the
-        # server: the Python work after each (the next statement, the batch's events) goes
-        # on while the server runs it. Any failure still rolls the whole batch back.
-        with writes_streamed():
-            self._write(batch, accounts)
+        return ledger_accounts_ensure(keys=keys) if keys else {}
 
-    def _write(self, batch: _Batch, accounts: dict[AccountKey, LedgerAccount]) -> None:
+    def _write(
+        self, batch: _Batch, accounts: dict[AccountKey, LedgerAccount], *, sent: Callable[[], None] | None = None
+    ) -> None:
+        """Write the batch. The statements whose answers it needs come first (the market
+        data's state, the ledger's locks and journal entries), then the writes nothing
+        reads back (legs, balances, orders, trades); ``sent`` is called once the last of
+        those is handed to the connection, and the users' messages are worked out after."""
+        now = timezone.now()
+        changed = list(batch.changed.values())
+        for order in changed:
+            order.updated_at = now
+        for trade in batch.trades:
+            trade.created_at = now  # as inserted below: the market data folds them first
+        market = self._market_data(batch)
         ledger_post_batch(
             postings=[
                 Posting(
@@ -849,44 +899,173 @@ class MarketMatcher:
             ],
             savepoint=False,  # any failure rolls the whole batch back
         )
-        now = timezone.now()
-        changed = list(batch.changed.values())
-        for order in changed:
-            order.updated_at = now
         rows_update(Order, changed, _WRITTEN, before=batch.before)
         # After the order updates: every order a trade refers to is then already locked
         # exclusively by this batch. Inserted first, the trades' foreign-key checks took
         # shared locks on those orders, which the updates then had to upgrade, and a
         # user's cancel (an exclusive lock request on the same order) waiting in between
         # made a deadlock.
-        rows_insert(Trade, batch.trades, keys=False)  # trades are known by their number
-        self._publish(batch, changed)
+        rows_insert(Trade, batch.trades, keys=False, now=now)  # trades are known by their number
+        if sent is not None:
+            sent()
+        self._publish(batch, changed, market)
 
-    def _publish(self, batch: _Batch, changed: Iterable[Order]) -> None:
-        """Inside the batch's transaction: fold it into the market-data aggregates, then
-        queue the broadcasts for after the commit: market data with the depth ``seq``,
-        and one ``user.events`` message per user with their changed orders and fills (the
-        ledger announces the new balances itself, see wallets.events)."""
-        from marketdata.services import market_event, user_events
+    def _market_data(self, batch: _Batch) -> list[tuple[str, dict[str, Any]]]:
+        """Inside the batch's transaction: fold it into the market-data aggregates; the
+        market's broadcast, with the depth ``seq``."""
+        from marketdata.services import market_event
+
+        if not batch.trades and not batch.levels:
+            return []
+        assert self.marketdata is not None  # made by rebuild(), with the book
+        applied = self.marketdata.apply_batch(trades=batch.trades, levels=batch.levels, top=self.book.top())
+        return [(market_group(self.symbol), market_event(market=self._market(), trades=batch.trades, applied=applied))]
+
+    def _publish(self, batch: _Batch, changed: list[Order], messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue the broadcasts for after the commit: the market's (``messages``), and one
+        ``user.events`` message per user with their changed orders and fills (the ledger
+        announces the new balances itself, see wallets.events)."""
+        from marketdata.services import user_events
 
         market = self._market()
-        messages: list[tuple[str, dict[str, Any]]] = []
-        if batch.trades or batch.levels:
-            assert self.marketdata is not None  # made by rebuild(), with the book
-            applied = self.marketdata.apply_batch(trades=batch.trades, levels=batch.levels, top=self.book.top())
-            messages.append(
-                (market_group(self.symbol), market_event(market=market, trades=batch.trades, applied=applied))
-            )
-        changed = list(changed)
         cache_market = Order.market.field.set_cached_value  # what ``order.market = market`` caches
         for order in changed:
             cache_market(order, market)
-        for user_id, message in user_events(market=market, orders=changed, trades=batch.trades):
-            messages.append((user_group(user_id), message))
-        broadcasts_after_commit(messages)
+        users = user_events(market=market, orders=changed, trades=batch.trades)
+        broadcasts_after_commit([*messages, *((user_group(user_id), message) for user_id, message in users)])
+
+    # -- reading ahead
+
+    def _reads_ahead(self, status: str, pending: list[Order]) -> bool:
+        """Whether the batch is part of a backlog (its read of pending orders was full) on
+        an active market, on MySQL/MariaDB: then the next batches are read and worked out
+        while each is written (``_commit_ahead``)."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        return (
+            len(pending) >= self.batch_size
+            and status == Market.Status.ACTIVE
+            and connection.vendor == "mysql"
+            and not connection.in_atomic_block
+        )
+
+    def _commit_ahead(self, batch: _Batch, *, status: str) -> int:
+        """Commit ``batch`` and the backlog's next ones (up to ``AHEAD_BATCHES``), each
+        worked out while the one before is written; the last, or one that is not full, is
+        committed as any batch. Returns how many orders and cancels the batches after
+        ``batch`` took. A failure rolls back the batch being written, and the caller
+        rebuilds the book (the next one ran through it already)."""
+        taken = 0
+        try:
+            for _ in range(AHEAD_BATCHES):
+                ahead = self._commit_reading_ahead(batch, status=status)
+                if ahead is None:
+                    return taken
+                batch, count, full = ahead
+                taken += count
+                if not full:
+                    break
+        finally:
+            # Opened again by the next backlog: a connection idle between backlogs could
+            # have been closed by the server meanwhile, and nothing would notice before a read.
+            self.reading_connection().close()
+        with transaction.atomic():
+            self._commit(batch, status=status)
+        return taken
+
+    def _commit_reading_ahead(self, batch: _Batch, *, status: str) -> tuple[_Batch, int, bool] | None:
+        """Commit ``batch`` with its writes sent to the server as one text
+        (``kootabase.db.writes_deferred``), and while the server runs them read the next
+        batch and run it through the book (``_read_ahead``); then wait for the writes and
+        commit. Returns the next batch, how many orders and cancels it took and whether
+        its read of pending orders was full; None when there is none."""
+        with transaction.atomic():
+            accounts = self._accounts(batch, status)
+            writes = writes_deferred()
+            try:
+                self._write(batch, accounts, sent=writes.launch)
+                ahead = self._read_ahead(batch)
+                writes.wait()
+            finally:
+                writes.close()
+        return ahead
+
+    def _read_ahead(self, flight: _Batch) -> tuple[_Batch, int, bool] | None:
+        """The next batch, read on a connection of its own while ``flight``'s writes are
+        with the server, and run through the book. The database does not hold ``flight``'s
+        changes yet, so its reads are made into what a read after ``flight``'s commit would
+        return: the pending orders after the last one ``flight`` took; the cancel requests
+        without those of the orders it finished and with those of the orders it put in the
+        book (still ``pending`` in the database); and every order ``flight`` changed, with
+        the values it gave it (the matcher's columns; the users' own, such as
+        ``cancel_requested``, as read now). An order committed pending with a lower id than
+        the last one ``flight`` took is read when the queues are read afresh, after at
+        most ``AHEAD_BATCHES``."""
+        queues = self._queues()
+        with self._on_reader():
+            status, has_pending, has_cancels = queues.poll.rows()[0]
+            if status != Market.Status.ACTIVE:
+                return None  # the next round reads the queues for the status it finds
+            after = max(flight.pending_ids, default=0)
+            pending = queues.pending_after.objects(after=after) if has_pending and after else []
+            cancels = self._cancels_after(flight, read=has_cancels)
+            if not pending and not cancels:
+                return None
+            self._in_flight = flight.changed
+            try:
+                batch = self._apply(pending, cancels, stored=True)
+            finally:
+                self._in_flight = None
+        return batch, len(pending) + len(cancels), len(pending) >= self.batch_size
+
+    def _cancels_after(self, flight: _Batch, *, read: bool) -> list[Order]:
+        """The cancel requests as a read after ``flight``'s commit returns them (see
+        ``_read_ahead``), on the reading connection."""
+        queues = self._queues()
+        rows: list[Order] = queues.cancels.objects() if read else []
+        placed = [pk for pk in flight.pending_ids if flight.changed[pk].status in _CANCELLABLE]
+        for start in range(0, len(placed), _ORDERS_BY_ID_AT_ONCE):
+            rows += queues.cancel_requested_among.objects(ids=placed[start : start + _ORDERS_BY_ID_AT_ONCE])
+        cancels: dict[int, Order] = {}
+        for order in rows:
+            after = flight.changed.get(order.pk)
+            if after is not None:
+                if after.status not in _CANCELLABLE:
+                    continue  # finished by the batch in flight
+                _written_from(after, order)
+            cancels[order.pk] = order
+        return [cancels[pk] for pk in sorted(cancels)][: self.batch_size]
+
+    def reading_connection(self) -> Any:
+        """The connection batches are read ahead on (made on first use): it reads what is
+        committed while the default one has a batch in flight."""
+        if self._reader is None:
+            self._reader = connections.create_connection(DEFAULT_DB_ALIAS)
+        return self._reader
+
+    @contextlib.contextmanager
+    def _on_reader(self) -> Any:
+        """Inside, this thread's default connection is the reading one."""
+        writer = connections[DEFAULT_DB_ALIAS]
+        connections[DEFAULT_DB_ALIAS] = self.reading_connection()
+        try:
+            yield
+        finally:
+            connections[DEFAULT_DB_ALIAS] = writer
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(DatabaseError):
+                self._reader.close()
 
 
-def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> None:
+def _written_from(source: Order, target: Order) -> None:
+    """``target`` (an order as read) with the values of the matcher's columns ``source``
+    has (the same order as a batch in flight leaves it)."""
+    for name in _WRITTEN:
+        setattr(target, name, getattr(source, name))
+
+
+def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False, batch_size: int = BATCH_SIZE) -> None:
     """Run the matchers of ``symbols`` in one process, round robin, until told to stop;
     after each round, the pending swaps whose markets this process runs (orders.swap).
 
@@ -897,7 +1076,7 @@ def matchers_run(*, symbols: list[str], should_stop: Any = lambda: False) -> Non
     matchers: list[MarketMatcher] = []
     try:
         for symbol in symbols:
-            matcher = MarketMatcher(symbol=symbol)
+            matcher = MarketMatcher(symbol=symbol, batch_size=batch_size)
             matcher.start()
             matchers.append(matcher)
         # What start-up loaded (modules, settings, the markets) lives as long as the process:

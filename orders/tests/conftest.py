@@ -1,9 +1,10 @@
 """Orders fixtures: the demo markets and currencies, two funded traders and their API
-clients, and what a rejected request must leave as it was. Other apps' tests import
-them (``from orders.tests.conftest import markets, ...``)."""
+clients, what a rejected request must leave as it was, and what a drained market must
+agree with. Other apps' tests import them (``from orders.tests.conftest import markets, ...``)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from orders import demo
-from orders.models import Market, Order, Trade
+from orders.models import Market, Order, OrderStatus, Trade
 from wallets.models import AccountKind, Currency, LedgerAccount
 from wallets.tests.factories import UserFactory, fund, ledger_state, state_unchanged
 
@@ -123,3 +124,64 @@ def recorded_commands(symbol: str) -> tuple[Any, list[Any]]:
         matcher.stop()
     commands.sort(key=lambda command: command.seq)
     return rebuilt, commands
+
+
+LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNTRIGGERED)
+FINAL = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+
+
+def assert_settled_consistently(symbol: str) -> None:
+    """After the matcher of ``symbol`` (the only market with orders) has drained its
+    queues: every order is final or resting and agrees with its trades, no fill exists
+    twice, every locked balance is exactly the holds of its owner's live orders, the
+    ledger audit passes, and the book rebuilt from the database equals a replay of every
+    command the orders table records."""
+    from matching.engine import OrderBook
+    from orders.models import MatcherState
+    from wallets.services import ledger_audit_run
+
+    # Every order is final or resting; nothing waits.
+    assert not Order.objects.filter(status=OrderStatus.PENDING).exists()
+    assert not Order.objects.filter(cancel_requested=True, status__in=LIVE).exists()
+
+    # No fill exists twice: trade numbers are exactly 1..N and the state agrees.
+    numbers = sorted(Trade.objects.values_list("trade_no", flat=True))
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert MatcherState.objects.get(market__symbol=symbol).last_trade_no == len(numbers)
+
+    # Orders agree with their trades.
+    filled, quote, fees = defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal)
+    for trade in Trade.objects.all():
+        for order_id, fee in ((trade.maker_order_id, trade.maker_fee), (trade.taker_order_id, trade.taker_fee)):
+            filled[order_id] += trade.quantity
+            quote[order_id] += trade.quote_amount
+            fees[order_id] += fee
+    holds: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    for order in Order.objects.all():
+        assert order.filled_quantity == filled[order.pk], order.pk
+        assert order.filled_quote == quote[order.pk], order.pk
+        assert order.fee_paid == fees[order.pk], order.pk
+        if order.status in FINAL:
+            assert order.hold_left == 0, (order.pk, order.status, order.hold_left)
+        else:
+            holds[(order.user_id, order.hold_currency_id)] += order.hold_left
+        if order.status == OrderStatus.OPEN:
+            assert order.filled_quantity == 0
+        if order.status == OrderStatus.PARTIALLY_FILLED:
+            assert 0 < order.filled_quantity < order.quantity
+        if order.status == OrderStatus.FILLED and order.quantity is not None:
+            assert order.filled_quantity == order.quantity
+
+    # Every locked balance is exactly the holds of its owner's live orders.
+    for account in LedgerAccount.objects.filter(kind=AccountKind.LOCKED, user__isnull=False):
+        assert account.balance == holds[(account.user_id, account.currency_id)], account
+
+    assert ledger_audit_run(store=False).ok
+
+    # The book rebuilt from the database equals a replay of every recorded command.
+    rebuilt, commands = recorded_commands(symbol)
+    assert [c.seq for c in commands] == list(range(1, len(commands) + 1)), "every sequence number is recorded"
+    replay = OrderBook()
+    for command in commands:
+        replay.apply(command)
+    assert replay.state() == rebuilt

@@ -4,14 +4,15 @@ server's own row counters, so the test does not depend on timing)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from orders.matcher import MarketMatcher
+from orders.matcher import AHEAD_BATCHES, MarketMatcher
 from orders.models import Order, OrderStatus, OrderType, Side
 from orders.tests.conftest import trader
 
@@ -81,8 +82,10 @@ def test_an_idle_poll_reads_neither_the_history_nor_the_book(eth_usdt, usdt):
 
 
 @contextmanager
-def _rows_read_by_order_reads() -> Iterator[list[tuple[str, int]]]:
-    """(statement, rows it read) of each statement that reads ``orders_order``."""
+def _rows_read_by_order_reads(*on: Any) -> Iterator[list[tuple[str, int]]]:
+    """(statement, rows it read) of each statement that reads ``orders_order`` on the
+    connections ``on`` (the counters are read on the connection the thread uses at the
+    time: the matcher's reading one while it reads ahead)."""
     found: list[tuple[str, int]] = []
     first = _rows_read()
     baseline = _rows_read() - first  # what reading the counters itself costs
@@ -96,7 +99,9 @@ def _rows_read_by_order_reads() -> Iterator[list[tuple[str, int]]]:
         finally:
             found.append((sql, _rows_read() - before - baseline))
 
-    with connection.execute_wrapper(measure):
+    with ExitStack() as stack:
+        for each in on:
+            stack.enter_context(each.execute_wrapper(measure))
         yield found
 
 
@@ -113,14 +118,15 @@ def test_a_backlog_is_read_through_the_queue_indexes_not_the_history(eth_usdt, u
     _analyze()
     matcher = MarketMatcher(symbol="ETH-USDT", batch_size=20)
     matcher.start(take_lock=False)
+    batches = 1 + AHEAD_BATCHES  # one read afresh, the next ones read ahead while it is written
     try:
         for _ in range(3):
-            with _rows_read_by_order_reads() as reads:
-                assert matcher.run_once() == 20
-            assert reads and all(rows < 100 for _, rows in reads), reads
+            with _rows_read_by_order_reads(connection, matcher.reading_connection()) as reads:
+                assert matcher.run_once() == 20 * batches
+            assert len(reads) > batches and all(rows < 100 for _, rows in reads), reads
     finally:
         matcher.stop()
-    assert Order.objects.filter(status=OrderStatus.OPEN).count() == 60
+    assert Order.objects.filter(status=OrderStatus.OPEN).count() == 60 * batches
 
 
 def order_reads_of(queries: CaptureQueriesContext) -> list[str]:

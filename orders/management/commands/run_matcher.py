@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orders.matcher import FencingError, MatcherLockError, matchers_run
+from orders.matcher import BATCH_SIZE, FencingError, MatcherLockError, matchers_run
 from orders.models import Market
 
 
@@ -62,6 +62,12 @@ class Command(BaseCommand):
         parser.add_argument("--market", action="append", dest="markets", help="Market symbol; repeat for more.")
         parser.add_argument("--shard-file", type=Path, help="JSON shard map: shard number -> market symbols.")
         parser.add_argument("--shard", type=int, help="This process's shard in --shard-file (a pod's ordinal).")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=BATCH_SIZE,
+            help=f"Orders and cancels a batch takes at most (default {BATCH_SIZE}).",
+        )
 
     def _symbols(self, options: dict) -> list[str]:
         if options["shard_file"] is None and options["shard"] is None:
@@ -86,6 +92,8 @@ class Command(BaseCommand):
         symbols = self._symbols(options)
         if not symbols:
             raise CommandError("no market to run")
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
         stopping = False
 
         def stop(*_: object) -> None:
@@ -95,7 +103,7 @@ class Command(BaseCommand):
         previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
         self.stdout.write(f"matcher running for {', '.join(symbols)}")
         try:
-            matchers_run(symbols=symbols, should_stop=lambda: stopping)
+            matchers_run(symbols=symbols, should_stop=lambda: stopping, batch_size=options["batch_size"])
         except MatcherLockError as exc:
             raise CommandError(str(exc)) from exc
         except FencingError as exc:

@@ -38,7 +38,7 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -96,6 +96,8 @@ from wallets.models import MONEY, AccountKind, EntryKind, LedgerAccount
 from wallets.services import AccountKey, Leg, Posting, ledger_accounts_ensure, ledger_post_batch
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     from marketdata.services import MarketDataWriter
 
 logger = logging.getLogger(__name__)
@@ -365,7 +367,7 @@ class MarketMatcher:
         self._off_size: dict[int, Order] = {}  # resting orders and stops the rebuild left out (see there)
         self.marketdata: MarketDataWriter | None = None
         self._queue_reads: _QueueReads | None = None
-        self._reader: Any = None  # the connection batches are read ahead on (MySQL/MariaDB)
+        self._reader: BaseDatabaseWrapper | None = None  # the connection batches are read ahead on (MySQL/MariaDB)
         self._in_flight: dict[int, Order] | None = None  # while reading ahead: the orders the batch in flight changed
         self._last_heartbeat = 0.0
         self._last_lock_check = time.monotonic()
@@ -1035,7 +1037,7 @@ class MarketMatcher:
             cancels[order.pk] = order
         return [cancels[pk] for pk in sorted(cancels)][: self.batch_size]
 
-    def reading_connection(self) -> Any:
+    def reading_connection(self) -> BaseDatabaseWrapper:
         """The connection batches are read ahead on (made on first use): it reads what is
         committed while the default one has a batch in flight."""
         if self._reader is None:
@@ -1043,7 +1045,7 @@ class MarketMatcher:
         return self._reader
 
     @contextlib.contextmanager
-    def _on_reader(self) -> Any:
+    def _on_reader(self) -> Iterator[None]:
         """Inside, this thread's default connection is the reading one."""
         writer = connections[DEFAULT_DB_ALIAS]
         connections[DEFAULT_DB_ALIAS] = self.reading_connection()

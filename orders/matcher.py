@@ -368,7 +368,6 @@ class MarketMatcher:
         self.marketdata: MarketDataWriter | None = None
         self._queue_reads: _QueueReads | None = None
         self._reader: BaseDatabaseWrapper | None = None  # the connection batches are read ahead on (MySQL/MariaDB)
-        self._in_flight: dict[int, Order] | None = None  # while reading ahead: the orders the batch in flight changed
         self._last_heartbeat = 0.0
         self._last_lock_check = time.monotonic()
 
@@ -652,12 +651,20 @@ class MarketMatcher:
         return PlaceStop(seq, order.pk, order.user_id, side, trigger, stop, lots, quote, 0, GTC, price)
 
     def _apply(
-        self, pending: list[Order], cancels: list[Order], *, stored: bool = False, off_size: bool = False
+        self,
+        pending: list[Order],
+        cancels: list[Order],
+        *,
+        stored: bool = False,
+        off_size: bool = False,
+        in_flight: dict[int, Order] | None = None,
     ) -> _Batch:
         """Run the commands through the book and work out every change, in memory.
         ``stored``: the orders are as just read from the database (their values are
         remembered, and the batch writes only what changed). ``off_size``: the batch also
-        cancels the orders the rebuild left out (``_off_size_cancels``)."""
+        cancels the orders the rebuild left out (``_off_size_cancels``). ``in_flight``:
+        the orders a batch not committed yet changed, whose makers are taken as it leaves
+        them (``_read_ahead``)."""
         if self.book is None:
             self.rebuild()
         batch = _Batch(before={} if stored else None)
@@ -694,7 +701,7 @@ class MarketMatcher:
             order.seq = self.last_seq
             batch.changed[order.pk] = order
             runs.append((order, self.book.apply(command)))
-        self._load_makers(batch, runs)
+        self._load_makers(batch, runs, in_flight)
         for order, events in runs:
             self._translate(batch, order, events)
         return batch
@@ -710,7 +717,9 @@ class MarketMatcher:
         settle = [requested.pop(pk, order) for pk, order in self._off_size.items()]
         return settle, [*settle, *requested.values()]
 
-    def _load_makers(self, batch: _Batch, runs: list[tuple[Order, list[Any]]]) -> None:
+    def _load_makers(
+        self, batch: _Batch, runs: list[tuple[Order, list[Any]]], in_flight: dict[int, Order] | None
+    ) -> None:
         wanted: set[int] = set()
         for _, events in runs:
             for event in events:
@@ -725,10 +734,10 @@ class MarketMatcher:
                 for start in range(0, len(missing), _ORDERS_BY_ID_AT_ONCE)
                 for order in _ORDERS_BY_ID.objects(ids=missing[start : start + _ORDERS_BY_ID_AT_ONCE])
             }
-            if self._in_flight:  # read ahead: as the batch in flight leaves them (see _read_ahead)
+            if in_flight:  # read ahead: as the batch in flight leaves them (see _read_ahead)
                 for pk, order in loaded.items():
-                    if pk in self._in_flight:
-                        _written_from(self._in_flight[pk], order)
+                    if pk in in_flight:
+                        _written_from(in_flight[pk], order)
             batch.orders.update(loaded)
             if batch.before is not None:
                 batch.before.update((pk, _written(order)) for pk, order in loaded.items())
@@ -969,7 +978,7 @@ class MarketMatcher:
         finally:
             # Opened again by the next backlog: a connection idle between backlogs could
             # have been closed by the server meanwhile, and nothing would notice before a read.
-            self.reading_connection().close()
+            self._close_reader()
         with transaction.atomic():
             self._commit(batch, status=status)
         return taken
@@ -1012,11 +1021,7 @@ class MarketMatcher:
             cancels = self._cancels_after(flight, read=has_cancels)
             if not pending and not cancels:
                 return None
-            self._in_flight = flight.changed
-            try:
-                batch = self._apply(pending, cancels, stored=True)
-            finally:
-                self._in_flight = None
+            batch = self._apply(pending, cancels, stored=True, in_flight=flight.changed)
         return batch, len(pending) + len(cancels), len(pending) >= self.batch_size
 
     def _cancels_after(self, flight: _Batch, *, read: bool) -> list[Order]:
